@@ -1,0 +1,64 @@
+"""cffi builder for the C core (out-of-line API mode).
+
+The cdef is taken from the public header itself (between the CDEF markers,
+with preprocessor lines dropped), so the Python binding can never drift from
+csrc/pygemma.h.  Every csrc/*.c file is compiled into pygemma._core.
+
+Build switches (environment variables, never argv):
+  PYGEMMA_DEBUG=1     -O0 -g instead of -O3
+  PYGEMMA_SANITIZE=1  AddressSanitizer + UBSan (run with LD_PRELOAD=$(gcc -print-file-name=libasan.so))
+"""
+import glob
+import os
+import re
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(HERE, "pygemma.h")
+
+
+def public_cdef(header_text):
+    """The declarations between '/* CDEF BEGIN */' and '/* CDEF END */', minus preprocessor lines."""
+    parts = re.findall(r"/\* CDEF BEGIN \*/(.*?)/\* CDEF END \*/", header_text, re.S)
+    body = "\n".join(parts)
+    lines = [ln for ln in body.splitlines() if not ln.lstrip().startswith("#")]
+    # PG_API is a visibility attribute for the C compiler; cffi needs plain declarations.
+    return re.sub(r"\bPG_API\s+", "", "\n".join(lines))
+
+
+def compile_args():
+    args = ["-std=gnu11", "-pthread", "-fno-math-errno", "-fvisibility=hidden",
+            "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-format-truncation"]
+    if os.environ.get("PYGEMMA_DEBUG"):
+        args += ["-O0", "-g"]
+    else:
+        args += ["-O3", "-g0"]
+    if os.environ.get("PYGEMMA_SANITIZE"):
+        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+    return args
+
+
+def link_args():
+    args = ["-pthread", "-lm", "-ldl"]
+    if os.environ.get("PYGEMMA_SANITIZE"):
+        args += ["-fsanitize=address,undefined"]
+    return args
+
+
+with open(HEADER, encoding="utf-8") as f:
+    _header = f.read()
+
+ffibuilder = FFI()
+ffibuilder.cdef(public_cdef(_header))
+ffibuilder.set_source(
+    "pygemma._core",
+    '#include "pygemma.h"\n',
+    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
+    include_dirs=[os.path.relpath(HERE)],
+    extra_compile_args=compile_args(),
+    extra_link_args=link_args(),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,12 @@
+"""pygemma: run Gemma 2 and Gemma 3 GGUF models on a C core."""
+from .errors import (  # noqa: F401
+    CancelledError,
+    ContextFullError,
+    GGUFError,
+    GPUError,
+    ModelStateError,
+    PygemmaError,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
