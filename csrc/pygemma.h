@@ -92,7 +92,7 @@ typedef enum {
     PG_TYPE_Q6_K = 14,
     PG_TYPE_Q8_K = 15,
     PG_TYPE_BF16 = 30,
-    PG_TYPE_COUNT = 40       /* size of per-type tables; not a type */
+    PG_TYPE_COUNT = 48       /* size of per-type tables; not a type */
 } pg_type;
 
 /* Name ("Q4_K") of a GGML type number, also for types we cannot compute

@@ -40,6 +40,8 @@ static pg_type_traits g_traits[PG_TYPE_COUNT] = {
     [34] = {"TQ1_0", 256, 54, 0, NULL, NULL},
     [35] = {"TQ2_0", 256, 66, 0, NULL, NULL},
     [39] = {"MXFP4", 32, 17, 0, NULL, NULL},
+    [40] = {"NVFP4", 64, 36, 0, NULL, NULL},
+    [41] = {"Q1_0", 128, 18, 0, NULL, NULL},
 };
 
 static int g_traits_ready;
