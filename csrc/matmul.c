@@ -1,16 +1,188 @@
-/* matmul.c -- (placeholder: owned by the kernel work) */
-#include "internal.h"
+/* matmul.c -- y = x @ W^T on the thread pool: argument checks, activation
+ * conversion, and the split of the output into chunks for the tier's kernel.
+ *
+ * Work split.  The output (ntok, rows) is cut into chunks of mc weight rows x
+ * nc tokens, numbered token-chunk-major, and threads claim chunks from an
+ * atomic counter (thread i starts with chunk i), which balances the load even
+ * when another process steals a core.  Within a chunk the kernel keeps a
+ * register tile of weight rows x tokens, so each weight block is unpacked once
+ * per several tokens and each activation block loaded once per several rows.
+ *   ntok == 1 (mat-vec): nc = 1, about 8 chunks per thread, each a
+ *     contiguous band of rows (a few streams for the hardware prefetcher).
+ *   ntok > 1 (mat-mat): nc ~ 64 tokens (their activations stay in L2 while
+ *     all row chunks sweep over them), mc ~ 32 KB of weights (L1/L2); both
+ *     shrink when there are too few chunks to keep the threads busy. */
+#include <stdatomic.h>
+#include <string.h>
 
-struct pg_pool { int n; };
+#include "kernels.h"
+#include "threadpool.h"
+#include "types.h"
 
-PG_API pg_status pg_pool_create(int n_threads, pg_pool **out) {
-    (void)n_threads; *out = NULL;
-    return pg_fail(PG_ERR_UNSUPPORTED, "thread pool not built yet");
+typedef struct {
+    pg_act_fn act;
+    const float *x;          /* (ntok, n) */
+    uint8_t *xq;             /* (ntok, ldx bytes) activation rows */
+    size_t ldx;
+    int64_t n, ntok;
+} act_job;
+
+static void act_worker(void *p, int ith, int nth) {
+    act_job *j = p;
+    int64_t t0 = j->ntok * ith / nth, t1 = j->ntok * (ith + 1) / nth;
+    for (int64_t t = t0; t < t1; t++) j->act(j->n, j->x + t * j->n, j->xq + (size_t)t * j->ldx);
 }
-PG_API void pg_pool_free(pg_pool *pool) { (void)pool; }
-PG_API int pg_pool_size(const pg_pool *pool) { return pool ? pool->n : 0; }
+
+typedef struct {
+    pg_gemm_fn gemm;
+    int64_t n;               /* inner dimension (cols of W) */
+    const uint8_t *w;        /* (rows, ldw bytes) */
+    size_t ldw;
+    const uint8_t *x;        /* (ntok, ldx bytes) activation rows */
+    size_t ldx;
+    float *y;                /* (ntok, rows) */
+    int64_t rows, ntok;
+    int64_t mc, nc;          /* chunk: mc rows x nc tokens */
+    int64_t n_rchunks, n_chunks;
+    _Alignas(64) atomic_llong next;
+} mm_job;
+
+static void run_chunk(const mm_job *j, int64_t c) {
+    int64_t r0 = (c % j->n_rchunks) * j->mc, t0 = (c / j->n_rchunks) * j->nc;
+    int nr = (int)PG_MIN(j->mc, j->rows - r0), nt = (int)PG_MIN(j->nc, j->ntok - t0);
+    j->gemm(j->n, j->y + t0 * j->rows + r0, j->rows, j->w + (size_t)r0 * j->ldw, j->ldw, nr,
+            j->x + (size_t)t0 * j->ldx, j->ldx, nt);
+}
+
+static void mm_worker(void *p, int ith, int nth) {
+    mm_job *j = p;
+    if (ith < j->n_chunks) run_chunk(j, ith);
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) + nth;
+        if (c >= j->n_chunks) break;
+        run_chunk(j, c);
+    }
+}
+
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Chunk sizes for a kernel with register tile mr x nr (see the file comment). */
+static void plan_chunks(mm_job *j, int nth, int mr, int nr) {
+    int64_t want = (int64_t)nth * 8;
+    if (j->ntok == 1) {
+        j->nc = 1;
+        j->mc = round_up(PG_MAX((j->rows + want - 1) / want, 1), mr);
+    } else {
+        j->nc = PG_MIN(round_up(64, nr), round_up(j->ntok, nr));
+        j->mc = round_up(PG_MAX((int64_t)(32768 / j->ldw), 1), mr);
+        /* Too few chunks for the threads: shrink rows first, then tokens. */
+        while (j->mc > mr && ((j->rows + j->mc - 1) / j->mc) * ((j->ntok + j->nc - 1) / j->nc) < want)
+            j->mc = round_up(j->mc / 2, mr);
+        while (j->nc > nr && ((j->rows + j->mc - 1) / j->mc) * ((j->ntok + j->nc - 1) / j->nc) < want)
+            j->nc = round_up(j->nc / 2, nr);
+    }
+    j->n_rchunks = (j->rows + j->mc - 1) / j->mc;
+    j->n_chunks = j->n_rchunks * ((j->ntok + j->nc - 1) / j->nc);
+}
+
+/* Below this many weight bytes x tokens the job runs on the caller alone:
+ * waking workers would cost more than it saves. */
+#define PG_MM_SERIAL_BYTES 32768
+
 PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows, int64_t cols,
                            const float *x, int64_t ntok, float *y) {
-    (void)pool; (void)wtype; (void)w; (void)rows; (void)cols; (void)x; (void)ntok; (void)y;
-    return pg_fail(PG_ERR_UNSUPPORTED, "matmul not built yet");
+    const pg_type_traits *tr = pg_type_traits_get(wtype);
+    const char *tname = tr ? tr->name : "unknown";
+    if (!pool || !w || !x || !y)
+        return pg_fail(PG_ERR_ARG, "matmul: NULL %s", !pool ? "pool" : !w ? "weights" : !x ? "x" : "y");
+    if (rows <= 0 || cols <= 0 || ntok <= 0)
+        return pg_fail(PG_ERR_ARG, "matmul: %s weights (%lld x %lld) with ntok=%lld: sizes must be >= 1",
+                       tname, (long long)rows, (long long)cols, (long long)ntok);
+    const pg_kernels *k = pg_kernels_get();
+    int fmt = pg_act_format_of(wtype);
+    if (!tr || fmt < 0 || !k->gemm[wtype].fn)
+        return pg_fail(PG_ERR_UNSUPPORTED, "matmul: weight type %s (%d) is not supported", tname, wtype);
+    if (cols % tr->block_size != 0)
+        return pg_fail(PG_ERR_ARG, "matmul: %s weights (%lld x %lld): cols must be a multiple of %lld",
+                       tname, (long long)rows, (long long)cols, (long long)tr->block_size);
+    size_t ldw = (size_t)pg_type_row_bytes(wtype, cols), ldx = pg_act_row_bytes(fmt, cols);
+    uint64_t tmp;
+    if (cols > INT32_MAX * 64LL || pg_mul_overflow((uint64_t)rows, ldw, &tmp) ||
+        pg_mul_overflow((uint64_t)ntok, ldx, &tmp) || pg_mul_overflow((uint64_t)ntok, (uint64_t)rows * 4, &tmp))
+        return pg_fail(PG_ERR_ARG, "matmul: %s weights (%lld x %lld) with ntok=%lld: sizes overflow",
+                       tname, (long long)rows, (long long)cols, (long long)ntok);
+
+    pg_pool_lock(pool);
+    int nth = pg_pool_size(pool);
+    int serial = (uint64_t)rows * ldw * (uint64_t)ntok < PG_MM_SERIAL_BYTES;
+    const uint8_t *xq = (const uint8_t *)x;
+    if (fmt == PG_ACT_F32) {
+        ldx = (size_t)cols * 4;
+    } else {
+        uint8_t *buf = pg_pool_scratch(pool, ntok * ldx);
+        if (!buf) {
+            pg_pool_unlock(pool);
+            return pg_fail(PG_ERR_NOMEM, "matmul: no memory for %lld activation rows of %lld (%s)",
+                           (long long)ntok, (long long)cols, tname);
+        }
+        act_job aj = {k->act[fmt], x, buf, ldx, cols, ntok};
+        if (ntok >= 4 && nth > 1 && !serial) pg_pool_run_locked(pool, act_worker, &aj);
+        else act_worker(&aj, 0, 1);
+        xq = buf;
+    }
+
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.gemm = k->gemm[wtype].fn;
+    j.n = cols;
+    j.w = w;
+    j.ldw = ldw;
+    j.x = xq;
+    j.ldx = ldx;
+    j.y = y;
+    j.rows = rows;
+    j.ntok = ntok;
+    atomic_init(&j.next, 0);
+    plan_chunks(&j, serial ? 1 : nth, k->gemm[wtype].mr, k->gemm[wtype].nr);
+    if (serial || nth == 1 || j.n_chunks == 1) mm_worker(&j, 0, 1);
+    else pg_pool_run_locked(pool, mm_worker, &j);
+    pg_pool_unlock(pool);
+    return PG_OK;
+}
+
+/* ---- read-bandwidth probe for the benchmark ---- */
+
+typedef struct {
+    const uint8_t *buf;
+    size_t bytes;
+    uint64_t sums[256];
+} read_job;
+
+static void read_worker(void *p, int ith, int nth) {
+    read_job *j = p;
+    size_t words = j->bytes / 8;
+    size_t w0 = words * ith / nth, w1 = words * (ith + 1) / nth;
+    const uint64_t *v = (const uint64_t *)j->buf;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = w0;
+    for (; i + 8 <= w1; i += 8) {          /* independent chains keep loads in flight */
+        a += v[i] ^ v[i + 4];
+        b += v[i + 1] ^ v[i + 5];
+        c += v[i + 2] ^ v[i + 6];
+        d += v[i + 3] ^ v[i + 7];
+    }
+    for (; i < w1; i++) a += v[i];
+    j->sums[ith] = a + b + c + d;
+}
+
+PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes) {
+    if (!pool || !buf) return 0;
+    read_job j;
+    j.buf = buf;
+    j.bytes = bytes;
+    memset(j.sums, 0, sizeof j.sums);
+    pg_pool_run(pool, read_worker, &j);
+    uint64_t s = 0;
+    for (int i = 0; i < 256; i++) s += j.sums[i];
+    return s;
 }

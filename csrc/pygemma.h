@@ -140,6 +140,31 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
 
 /* CDEF END */
 
+/* CDEF BEGIN */
+
+/* ---- Linear algebra: vector helpers and test hooks (kernels_*.c, matmul.c) ----
+ * The vector helpers dispatch on the active CPU tier like pg_matmul; the
+ * forward pass uses them through csrc/kernels.h (documented there).  F16 is
+ * IEEE binary16 bits. */
+PG_API float pg_dot_f32(int n, const float *x, const float *y);
+PG_API float pg_sum_sq_f32(int n, const float *x);
+PG_API float pg_dot_f32_f16(int n, const float *x, const uint16_t *y);
+PG_API void pg_axpy_f32(int n, float a, const float *x, float *y);
+PG_API void pg_axpy_f16(int n, float a, const uint16_t *x, float *y);
+PG_API void pg_f32_to_f16_row(int n, const float *x, uint16_t *y);
+PG_API void pg_f16_to_f32_row(int n, const uint16_t *x, float *y);
+
+/* Name of the kernel set in use, e.g. "avx512-vnni-bf16", "avx2", "scalar". */
+PG_API const char *pg_kernels_name(void);
+/* Test hook: 1 runs the active tier without its optional instructions
+ * (AVX-512 VNNI and BF16, NEON dotprod); 0 restores the best kernels. */
+PG_API void pg_kernels_set_generic(int on);
+/* Benchmark hook: stream `bytes` of `buf` through the pool's threads (each
+ * reads a contiguous share) and return a checksum, to measure read bandwidth. */
+PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes);
+
+/* CDEF END */
+
 /* ===================================================================== */
 /* GGUF files (gguf.c, zipfile.c)                                        */
 /* ===================================================================== */

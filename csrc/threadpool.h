@@ -1,0 +1,36 @@
+/* threadpool.h -- the persistent worker pool behind pg_pool (internal API).
+ *
+ * A pool of n threads: the caller of pg_pool_run is thread 0 and n - 1
+ * persistent pthreads are threads 1..n-1.  Workers spin briefly after each job
+ * (so the ~150 small matmuls of a decode step dispatch in well under a
+ * microsecond each) and then sleep on a condition variable.
+ *
+ * Thread safety: a pool runs one job at a time.  pg_pool_run and pg_matmul
+ * take the pool's lock, so concurrent callers are serialized, never mixed.
+ * The scratch buffer belongs to whoever holds the pool: pg_matmul uses it for
+ * the quantized activations while it holds the lock; other users (the model)
+ * must not call pg_matmul on the same pool while they use the scratch.
+ * Never call pg_pool_run / pg_matmul on a pool from inside one of its jobs. */
+#ifndef PG_THREADPOOL_H
+#define PG_THREADPOOL_H
+
+#include "internal.h"
+
+typedef void (*pg_pool_fn)(void *ctx, int ith, int nth);
+
+/* Run fn(ctx, ith, nth) on every thread of the pool (ith = 0 .. nth-1, the
+ * caller being 0) and return when all have finished.  Memory written by any
+ * thread inside fn is visible to the caller afterwards. */
+void pg_pool_run(pg_pool *pool, pg_pool_fn fn, void *ctx);
+
+/* A 64-byte aligned buffer of at least `bytes`, owned by the pool and reused
+ * (grown, contents not kept) across calls; NULL if the allocation fails. */
+void *pg_pool_scratch(pg_pool *pool, size_t bytes);
+
+/* For pg_matmul: hold the pool across several runs that share the scratch
+ * buffer.  pg_pool_run_locked must be called between lock and unlock. */
+void pg_pool_lock(pg_pool *pool);
+void pg_pool_unlock(pg_pool *pool);
+void pg_pool_run_locked(pg_pool *pool, pg_pool_fn fn, void *ctx);
+
+#endif
