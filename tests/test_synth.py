@@ -176,3 +176,114 @@ def test_llama_cpp_runs_the_written_file_like_transformers(tmp_path, g2, g3, arc
     got = np.array(llm.scores[:len(TOKENS)])
     ref = models.hf_logits(model, TOKENS)
     assert np.abs(got - ref).max() < 0.1
+
+
+# ---- random-weight models with real layouts (pygemma.synth) -----------------------------------
+
+from pygemma import synth  # noqa: E402
+from pygemma.quant_rules import tensor_types  # noqa: E402
+
+SMALL = dict(arch="gemma2", n_layer=3, hidden=512, n_head=4, n_head_kv=2, head_dim=128,
+             ffn=1024, vocab=1500, context=1024, sliding_window=64)
+SMALL3 = dict(SMALL, arch="gemma3", hidden=384, ffn=768, rope_base=1e6, rope_scale=8.0)
+
+
+@pytest.mark.parametrize("gtype", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
+                                   "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"])
+def test_random_blocks_have_the_intended_scale(gtype):
+    rng = np.random.default_rng(5)
+    ncols, nrows, sigma = 512, 64, 0.03
+    raw = synth.random_rows(gtype, nrows, ncols, sigma, rng)
+    assert raw.dtype == np.uint8
+    vals = gguf.quants.dequantize(raw.reshape(nrows, -1), gguf.GGMLQuantizationType[gtype])
+    assert vals.shape == (nrows, ncols) and np.isfinite(vals).all()
+    v64 = vals.astype(np.float64)
+    assert abs(np.sqrt((v64 ** 2).mean()) / sigma - 1) < 0.05
+    # rows of 2 super-blocks vary with their random sub-scales, but not wildly
+    assert np.all(np.abs(np.sqrt((v64 ** 2).mean(axis=1)) / sigma - 1) < 0.5)
+    assert abs(vals.mean()) < 0.15 * sigma     # Q4_0's codes -8..7 lean by half a step
+
+
+def _read(path):
+    return gguf.GGUFReader(path)
+
+
+@pytest.mark.parametrize("spec,mix,pure", [(SMALL, "Q4_K_M", False), (SMALL, "Q8_0", True),
+                                           (SMALL3, "Q4_K_M", False), (SMALL3, "F16", False)])
+def test_synthetic_model_file(tmp_path, spec, mix, pure):
+    path = synth.write_synthetic(tmp_path / "s.gguf", spec, mix, seed=3, n_threads=2,
+                                 progress=False, pure=pure)
+    r = _read(path)
+    expect = synth.tensor_list(spec)
+    types = tensor_types([(n, s, "F32") for n, s in expect], mix, spec["n_layer"],
+                         spec["n_head"], spec["n_head_kv"], pure=pure)
+    assert [t.name for t in r.tensors] == [n for n, _ in expect]
+    for t, (name, shape), (ty, _) in zip(r.tensors, expect, types):
+        assert tuple(int(d) for d in t.shape) == shape
+        assert t.tensor_type.name == ty, name
+        vals = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+        assert np.isfinite(vals).all(), name
+        if len(shape) == 2:
+            rms = float(np.sqrt((vals.astype(np.float64) ** 2).mean()))
+            assert abs(rms * np.sqrt(shape[0]) - 1) < 0.1, name
+        else:
+            assert abs(float(vals.mean()) - 1) < 0.1, name     # norms store (1 + w)
+    a = spec["arch"]
+
+    def val(k):
+        return r.fields[k].contents()
+
+    assert val("general.architecture") == a
+    assert val(f"{a}.block_count") == spec["n_layer"]
+    assert val(f"{a}.embedding_length") == spec["hidden"]
+    assert val(f"{a}.attention.head_count_kv") == spec["n_head_kv"]
+    assert val(f"{a}.attention.key_length") == spec["head_dim"]
+    assert val("general.file_type") == {"Q4_K_M": 15, "Q8_0": 7, "F16": 1}[mix]
+    if a == "gemma2":
+        assert val("gemma2.attn_logit_softcapping") == 50.0
+    else:
+        assert val("gemma3.rope.scaling.factor") == 8.0
+    tokens = val("tokenizer.ggml.tokens")
+    ttypes = val("tokenizer.ggml.token_type")
+    assert len(tokens) == spec["vocab"] == len(set(tokens))
+    assert tokens[:3] == ["<pad>", "<eos>", "<bos>"]
+    assert ttypes[tokens.index("<end_of_turn>")] == 3
+    byte0 = tokens.index("<0x00>")
+    assert tokens[byte0 + 255] == "<0xFF>" and set(ttypes[byte0:byte0 + 256]) == {6}
+    # every generated piece extends a shorter piece, so merges can build it
+    ids = set(tokens)
+    assert all(len(p) == 1 or p[:-1] in ids for p, ty in zip(tokens, ttypes) if ty == 1)
+
+
+def test_synthetic_files_do_not_depend_on_thread_count(tmp_path):
+    a = synth.write_synthetic(tmp_path / "a.gguf", SMALL, "Q4_0", seed=9, n_threads=1,
+                              progress=False)
+    b = synth.write_synthetic(tmp_path / "b.gguf", SMALL, "Q4_0", seed=9, n_threads=3,
+                              progress=False)
+    c = synth.write_synthetic(tmp_path / "c.gguf", SMALL, "Q4_0", seed=10, n_threads=1,
+                              progress=False)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+def test_synth_cli_shape_override(tmp_path, capsys):
+    out = tmp_path / "cli.gguf"
+    assert synth.main(["--shape", "2b", "--type", "Q4_0", "--layers", "1", "--vocab", "1000",
+                       "-o", str(out)]) == 0
+    r = _read(out)
+    assert r.fields["gemma2.block_count"].contents() == 1
+    assert r.fields["gemma2.embedding_length"].contents() == 2304
+    assert "%" in capsys.readouterr().err          # the progress line
+
+
+@pytest.mark.llama
+def test_llama_cpp_runs_a_synthetic_model(tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    path = synth.write_synthetic(tmp_path / "s.gguf", dict(SMALL, vocab=2000), "Q4_K_M",
+                                 progress=False)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False,
+                          n_threads=2)
+    toks = llm.tokenize(b"hello world, the answer is 42")
+    assert llm.detokenize(toks) == b"hello world, the answer is 42"
+    llm.eval(toks)
+    logits = np.array(llm.scores[:len(toks)])
+    assert np.isfinite(logits).all() and 0.1 < logits.std() < 10
