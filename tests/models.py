@@ -305,33 +305,10 @@ def hf_metadata(config, arch, file_type, name=None):
 
 def encode_tensor(arr, type_name):
     """Raw bytes of a float32 numpy array (HF shape; rows = last axis) in GGML type
-    `type_name`: the C core's quantizer, or gguf-py's for the legacy types until it exists."""
-    from pygemma.gguf_writer import ggml_type
+    `type_name`, quantized by the C core (llama.cpp's algorithms)."""
+    from pygemma import quants
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    t = type_name.upper()
-    if t == "F32":
-        return arr.tobytes()
-    if t == "F16":
-        return arr.astype(np.float16).tobytes()
-    if t == "BF16":
-        return f32_to_bf16(arr).tobytes()
-    from pygemma._ffi import ffi, lib
-    rows, cols = arr.size // arr.shape[-1], arr.shape[-1]
-    nbytes = lib.pg_type_row_bytes(ggml_type(t), cols) * rows
-    out = np.empty(nbytes, np.uint8)
-    status = lib.pg_quantize(ggml_type(t), ffi.from_buffer("float[]", arr),
-                             ffi.from_buffer(out), rows, cols, ffi.NULL)
-    if status == lib.PG_OK:
-        return out.tobytes()
-    import gguf   # oracle fallback while the C quantizer is not built
-    return gguf.quants.quantize(arr.reshape(rows, cols),
-                                gguf.GGMLQuantizationType[t]).tobytes()
-
-
-def f32_to_bf16(arr):
-    """uint16 bfloat16 bits of float32 `arr`, rounded to nearest even (as ggml does)."""
-    u = np.ascontiguousarray(arr, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return quants.quantize(type_name.upper(), arr.reshape(-1, arr.shape[-1])).tobytes()
 
 
 FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
