@@ -144,7 +144,93 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
 /* GGUF files (gguf.c, zipfile.c)                                        */
 /* ===================================================================== */
 
-/* (section owned by the GGUF reader) */
+/* CDEF BEGIN */
+
+/* A parsed GGUF file (v2 or v3, little-endian), or the .gguf stored in a
+ * llamafile (an executable that is also a ZIP archive).  The file is mapped
+ * read-only and nothing is copied but names and strings; the handle is
+ * immutable once opened, so any number of threads may query it.
+ *
+ * Opening validates everything later queries rely on: bounds of every read,
+ * counts and lengths against the bytes left, value and tensor type numbers,
+ * dims (1 <= ne, at most 4, element count < 2^63), rows a multiple of the
+ * type's block, tensor data aligned, inside the file and not overlapping,
+ * unique keys and tensor names, `general.alignment` a UINT32 power of two.
+ * Failures: PG_ERR_IO (open/stat/mmap) or PG_ERR_FORMAT, the message naming
+ * the key, tensor or ZIP member and the offset.
+ *
+ * Indices: kv i in [0, n_kv), tensor t in [0, n_tensors); out-of-range
+ * indices give NULL / -1 / 0, never a crash.  Strings are NUL-terminated but
+ * may contain NULs, hence the lengths.  Numeric data is raw little-endian and
+ * may be unaligned (read with memcpy). */
+typedef struct pg_gguf pg_gguf;
+
+typedef enum {
+    PG_GGUF_UINT8 = 0, PG_GGUF_INT8 = 1, PG_GGUF_UINT16 = 2, PG_GGUF_INT16 = 3, PG_GGUF_UINT32 = 4,
+    PG_GGUF_INT32 = 5, PG_GGUF_FLOAT32 = 6, PG_GGUF_BOOL = 7, PG_GGUF_STRING = 8, PG_GGUF_ARRAY = 9,
+    PG_GGUF_UINT64 = 10, PG_GGUF_INT64 = 11, PG_GGUF_FLOAT64 = 12
+} pg_gguf_type;
+
+PG_API pg_status pg_gguf_open(const char *path, pg_gguf **out);                 /* .gguf or llamafile; mmap */
+PG_API pg_status pg_gguf_open_memory(const void *data, size_t size, pg_gguf **out); /* caller keeps data alive */
+PG_API void pg_gguf_close(pg_gguf *g);                                          /* NULL ok */
+
+PG_API uint32_t pg_gguf_version(const pg_gguf *g);
+PG_API uint64_t pg_gguf_alignment(const pg_gguf *g);
+PG_API uint64_t pg_gguf_data_offset(const pg_gguf *g);   /* data section start, from the GGUF start */
+PG_API uint64_t pg_gguf_image_offset(const pg_gguf *g);  /* GGUF start in the file (llamafile member; else 0) */
+PG_API uint64_t pg_gguf_image_size(const pg_gguf *g);    /* bytes of the GGUF */
+PG_API const char *pg_gguf_type_name(int gguf_type);     /* "UINT32"; NULL if unknown */
+PG_API int pg_gguf_type_size(int gguf_type);             /* bytes of a scalar; 0 for STRING/ARRAY/unknown */
+
+/* Metadata by index. */
+PG_API int64_t pg_gguf_n_kv(const pg_gguf *g);
+PG_API const char *pg_gguf_kv_key(const pg_gguf *g, int64_t i);                 /* NUL-terminated */
+PG_API uint64_t pg_gguf_kv_key_len(const pg_gguf *g, int64_t i);
+PG_API int64_t pg_gguf_find_key(const pg_gguf *g, const char *key);             /* -1 if absent */
+PG_API int pg_gguf_kv_type(const pg_gguf *g, int64_t i);                        /* pg_gguf_type */
+/* Any integer type or bool; error (naming the key) if not integer / out of int64 range. */
+PG_API pg_status pg_gguf_kv_get_int(const pg_gguf *g, int64_t i, int64_t *out);
+PG_API pg_status pg_gguf_kv_get_float(const pg_gguf *g, int64_t i, double *out);  /* float32/64 or any integer */
+PG_API pg_status pg_gguf_kv_get_str(const pg_gguf *g, int64_t i, const char **s, uint64_t *len); /* len excludes NUL */
+PG_API int pg_gguf_kv_arr_type(const pg_gguf *g, int64_t i);                    /* element type; -1 if not an array */
+PG_API int64_t pg_gguf_kv_arr_len(const pg_gguf *g, int64_t i);                 /* -1 if not an array */
+PG_API const void *pg_gguf_kv_arr_data(const pg_gguf *g, int64_t i);            /* numeric arrays: raw elements; else NULL */
+PG_API pg_status pg_gguf_kv_arr_str(const pg_gguf *g, int64_t i, int64_t j, const char **s, uint64_t *len);
+/* The value exactly as encoded in the file (u32 type tag + payload), to copy it verbatim. */
+PG_API pg_status pg_gguf_kv_raw(const pg_gguf *g, int64_t i, const void **data, uint64_t *nbytes);
+
+/* Value handles (>= 0): every key's value, and every element of an array of
+ * arrays, for walking nested arrays.  The val_* getters mirror the kv_* ones
+ * (their errors do not name the key). */
+PG_API int64_t pg_gguf_kv_value(const pg_gguf *g, int64_t i);                   /* -1 if i is out of range */
+PG_API int pg_gguf_val_type(const pg_gguf *g, int64_t v);                       /* -1 if v is invalid */
+PG_API int pg_gguf_val_arr_type(const pg_gguf *g, int64_t v);
+PG_API int64_t pg_gguf_val_arr_len(const pg_gguf *g, int64_t v);
+PG_API int64_t pg_gguf_val_arr_elem(const pg_gguf *g, int64_t v, int64_t j);    /* arrays of arrays; else -1 */
+PG_API const void *pg_gguf_val_data(const pg_gguf *g, int64_t v);               /* numeric scalar or array: raw bytes */
+PG_API pg_status pg_gguf_val_get_int(const pg_gguf *g, int64_t v, int64_t *out);
+PG_API pg_status pg_gguf_val_get_float(const pg_gguf *g, int64_t v, double *out);
+PG_API pg_status pg_gguf_val_get_str(const pg_gguf *g, int64_t v, const char **s, uint64_t *len);
+PG_API pg_status pg_gguf_val_arr_str(const pg_gguf *g, int64_t v, int64_t j, const char **s, uint64_t *len);
+/* All strings of a string array back to back, each followed by its NUL (nbytes includes them). */
+PG_API pg_status pg_gguf_val_arr_str_block(const pg_gguf *g, int64_t v, const char **block, uint64_t *nbytes);
+
+/* Tensors by index. */
+PG_API int64_t pg_gguf_n_tensors(const pg_gguf *g);
+PG_API int64_t pg_gguf_find_tensor(const pg_gguf *g, const char *name);         /* -1 if absent */
+PG_API const char *pg_gguf_tensor_name(const pg_gguf *g, int64_t t);
+PG_API uint64_t pg_gguf_tensor_name_len(const pg_gguf *g, int64_t t);
+PG_API int pg_gguf_tensor_type(const pg_gguf *g, int64_t t);                    /* GGML type number */
+PG_API int pg_gguf_tensor_ndim(const pg_gguf *g, int64_t t);                    /* 0..4 */
+PG_API int64_t pg_gguf_tensor_dim(const pg_gguf *g, int64_t t, int d);          /* ne[d], GGUF order; 1 for d >= ndim */
+PG_API int64_t pg_gguf_tensor_nelements(const pg_gguf *g, int64_t t);
+PG_API uint64_t pg_gguf_tensor_offset(const pg_gguf *g, int64_t t);             /* relative to the data section */
+PG_API uint64_t pg_gguf_tensor_nbytes(const pg_gguf *g, int64_t t);
+/* Pointer into the mapping (alignment: the file's, plus the member offset in a llamafile). */
+PG_API const void *pg_gguf_tensor_data(const pg_gguf *g, int64_t t);
+
+/* CDEF END */
 
 /* ===================================================================== */
 /* Tokenizer (tokenizer.c)                                               */
