@@ -11,12 +11,14 @@ struct pg_context {
     int32_t n_batch;           /* max tokens per forward chunk (B) */
     int64_t n_past;            /* tokens in the cache */
 
-    /* KV cache, F16, per layer: (Hkv, cache_len[l], hd).  Global layers keep
+    /* KV cache, per layer: (Hkv, cache_len[l], hd) of kv_type (F16 or F32).  Global layers keep
      * n_ctx slots; sliding layers a ring of min(n_ctx, W + B) slots, enough
      * for a whole chunk's queries to still see their window. */
     int32_t cache_len[PG_MAX_LAYERS];
-    uint16_t *k_cache[PG_MAX_LAYERS];
-    uint16_t *v_cache[PG_MAX_LAYERS];
+    int kv_type;               /* PG_TYPE_F16 or PG_TYPE_F32 */
+    size_t kv_elem;            /* bytes per cached element */
+    void *k_cache[PG_MAX_LAYERS];
+    void *v_cache[PG_MAX_LAYERS];
     int32_t ring_len;          /* slots of the sliding rings (0 if no sliding layer) */
     int64_t *ring_pos;         /* (ring_len): position held by each ring slot, -1 if none */
 

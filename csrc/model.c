@@ -123,9 +123,15 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
             const float *vh = ctx->v + ((int64_t)t * Hkv + h) * hd;
             if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
             rope_neox(kh, hd, (float)pos * pos_scale, inv_freq);
-            int64_t slot = ((int64_t)h * cl + pos % cl) * hd;
-            pg_f32_to_f16_row(hd, kh, ctx->k_cache[l] + slot);
-            pg_f32_to_f16_row(hd, vh, ctx->v_cache[l] + slot);
+            size_t off = (((size_t)h * cl + (size_t)(pos % cl)) * hd) * ctx->kv_elem;
+            char *kc = (char *)ctx->k_cache[l] + off, *vc = (char *)ctx->v_cache[l] + off;
+            if (ctx->kv_type == PG_TYPE_F16) {
+                pg_f32_to_f16_row(hd, kh, (uint16_t *)kc);
+                pg_f32_to_f16_row(hd, vh, (uint16_t *)vc);
+            } else {
+                memcpy(kc, kh, sizeof(float) * hd);
+                memcpy(vc, vh, sizeof(float) * hd);
+            }
         }
     }
 }
@@ -146,13 +152,17 @@ static void attention_task(void *arg, int ith, int nth) {
         int64_t first = 0;
         if (c->is_sliding[l] && pos - c->sliding_window + 1 > 0) first = pos - c->sliding_window + 1;
         const float *qh = ctx->q + ((int64_t)t * H + h) * hd;
-        const uint16_t *K = ctx->k_cache[l] + (int64_t)kvh * cl * hd;
-        const uint16_t *V = ctx->v_cache[l] + (int64_t)kvh * cl * hd;
+        const size_t head_off = (size_t)kvh * cl * hd * ctx->kv_elem;
+        const char *K = (const char *)ctx->k_cache[l] + head_off;
+        const char *V = (const char *)ctx->v_cache[l] + head_off;
+        const size_t row = (size_t)hd * ctx->kv_elem;
+        const int f16 = ctx->kv_type == PG_TYPE_F16;
         int64_t n_keys = pos - first + 1;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_keys; j++) {
             int64_t slot = (first + j) % cl;
-            float s = pg_dot_f32_f16(hd, qh, K + slot * hd) * c->query_scale;
+            const void *key = K + slot * row;
+            float s = (f16 ? pg_dot_f32_f16(hd, qh, key) : pg_dot_f32(hd, qh, key)) * c->query_scale;
             if (c->attn_softcap > 0) s = softcap(s, c->attn_softcap);
             scores[j] = s;
             if (s > mx) mx = s;
@@ -167,7 +177,13 @@ static void attention_task(void *arg, int ith, int nth) {
         float inv = 1.0f / sum;
         for (int64_t j = 0; j < n_keys; j++) {
             int64_t slot = (first + j) % cl;
-            pg_axpy_f16(hd, scores[j] * inv, V + slot * hd, out);
+            const void *val = V + slot * row;
+            if (f16) {
+                pg_axpy_f16(hd, scores[j] * inv, val, out);
+            } else {
+                const float *vf = val, a = scores[j] * inv;
+                for (int i = 0; i < hd; i++) out[i] += a * vf[i];
+            }
         }
     }
 }

@@ -8,7 +8,10 @@
 
 PG_API void pg_model_params_init(pg_model_params *p) { memset(p, 0, sizeof *p); }
 
-PG_API void pg_context_params_init(pg_context_params *p) { memset(p, 0, sizeof *p); }
+PG_API void pg_context_params_init(pg_context_params *p) {
+    memset(p, 0, sizeof *p);
+    p->kv_type = PG_TYPE_F16;
+}
 
 PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_model **out) {
     if (!path || !out) return pg_fail(PG_ERR_ARG, "pg_model_load: NULL argument");
@@ -26,8 +29,8 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
         st = pg_tokenizer_from_gguf(m->gguf, &m->tok);
     }
     if (st == PG_OK && pg_tokenizer_n_vocab(m->tok) > m->cfg.n_vocab)
-        st = pg_fail(PG_ERR_FORMAT, "tokenizer has %d tokens but token_embd.weight only %d rows",
-                     pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
+        st = pg_fail(PG_ERR_FORMAT, "tokenizer has %lld tokens but token_embd.weight only %d rows",
+                     (long long)pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
     if (st != PG_OK) {
         pg_model_free(m);
         return st;
@@ -87,12 +90,16 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
     if (p->n_ctx < 0) return pg_fail(PG_ERR_ARG, "n_ctx %d must be positive", p->n_ctx);
     if (n_ctx > (1 << 22)) return pg_fail(PG_ERR_ARG, "n_ctx %d is too large", n_ctx);
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (p->kv_type != PG_TYPE_F16 && p->kv_type != PG_TYPE_F32)
+        return pg_fail(PG_ERR_ARG, "KV cache type %d is not supported (F16 or F32)", p->kv_type);
 
     pg_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return pg_fail(PG_ERR_NOMEM, "out of memory");
     ctx->model = m;
     ctx->n_ctx = n_ctx;
     ctx->n_batch = n_batch;
+    ctx->kv_type = p->kv_type;
+    ctx->kv_elem = p->kv_type == PG_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
     pg_status st = pg_pool_create(p->n_threads, &ctx->pool);
     if (st != PG_OK) { free(ctx); return st; }
 
@@ -104,7 +111,7 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
         if (c->is_sliding[l] && (int64_t)c->sliding_window + B < n_ctx) cl = c->sliding_window + (int32_t)B;
         if (c->is_sliding[l]) ctx->ring_len = cl;
         ctx->cache_len[l] = cl;
-        size_t bytes = sizeof(uint16_t) * (size_t)kvd * (size_t)cl;
+        size_t bytes = ctx->kv_elem * (size_t)kvd * (size_t)cl;
         ctx->k_cache[l] = pg_malloc_aligned(bytes);
         ctx->v_cache[l] = pg_malloc_aligned(bytes);
         ok &= ctx->k_cache[l] && ctx->v_cache[l];
@@ -160,7 +167,7 @@ PG_API uint64_t pg_context_kv_bytes(const pg_context *ctx) {
     const pg_config *c = &ctx->model->cfg;
     uint64_t n = 0;
     for (int l = 0; l < c->n_layer; l++)
-        n += 2ull * sizeof(uint16_t) * (uint64_t)c->n_head_kv * c->head_dim * ctx->cache_len[l];
+        n += 2ull * ctx->kv_elem * (uint64_t)c->n_head_kv * c->head_dim * ctx->cache_len[l];
     return n;
 }
 

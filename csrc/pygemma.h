@@ -286,6 +286,7 @@ typedef struct {
     int32_t n_ctx;                 /* 0: min(8192, the model's context length) */
     int32_t n_threads;             /* <= 0: one per physical core */
     int32_t n_batch;               /* tokens per forward chunk; 0: 512 */
+    int32_t kv_type;               /* KV cache element type: PG_TYPE_F16 (default, as llama.cpp) or PG_TYPE_F32 */
 } pg_context_params;
 
 PG_API void pg_model_params_init(pg_model_params *p);

@@ -35,6 +35,7 @@ def gemma3():
 
 
 def run_pygemma(path, ids, **kw):
+    kw.setdefault("kv_type", "f32")     # F16 keys/values alone move logits by ~1e-2
     with pygemma.Model(path, n_ctx=kw.pop("n_ctx", 256), n_threads=kw.pop("n_threads", 2), **kw) as m:
         return m.logits(ids)
 
@@ -81,15 +82,32 @@ def test_gemma3_f32_matches_transformers(gemma3, tmp_path):
     assert np.abs(ours - hf_logits(gemma3, ids)).max() < 1e-3
 
 
-def hf_with_weights(model, fn):
-    """A copy of `model` whose 2-D weights went through fn (e.g. a quantize/dequantize round trip)."""
+def hf_with_weights(model, fn, act_block=None):
+    """A copy of `model` whose 2-D weights went through fn (a quantize/dequantize
+    round trip), and whose linear layers see their input rounded to 8-bit
+    blocks of act_block values (None: unrounded), as llama.cpp's kernels do."""
     import copy
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for name, p in clone.named_parameters():
             if p.ndim == 2:
                 p.copy_(torch.from_numpy(fn(p.detach().numpy().astype(np.float32))))
+    if act_block:
+        for mod in clone.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.register_forward_pre_hook(lambda m, args: (q8_round(args[0], act_block),))
     return clone
+
+
+def q8_round(x, block):
+    """x rounded as llama.cpp quantizes activations: blocks of `block` values,
+    scale max|x|/127 kept in float32, round half to even)."""
+    shape = x.shape
+    b = x.reshape(-1, block).double()
+    amax = b.abs().max(dim=1, keepdim=True).values
+    d = amax / 127
+    q = torch.where(d > 0, torch.round(b / torch.where(d > 0, d, 1)), torch.zeros_like(b))
+    return (q.clamp(-127, 127) * d).float().reshape(shape)
 
 
 def round_trip(type_name):
@@ -102,25 +120,47 @@ def round_trip(type_name):
     return lambda a: dequantize(quants.quantize(type_name, a), qt).reshape(a.shape)
 
 
-# Tolerances: the oracle holds the same rounded weights, so what remains is
-# pygemma rounding the activations (to F16 for F16 weights, to 8-bit blocks for
-# quantized weights, as llama.cpp does) — a relative error of about 2^-11 for
-# F16 and 2^-8 per block for 8-bit, amplified through 4 layers.  The bound is
-# relative to the logit range (about +-30 after the final soft-cap).
-@pytest.mark.parametrize("type_name,tol", [
-    ("F16", 0.02), ("BF16", 0.02), ("Q8_0", 0.3), ("Q4_0", 0.3), ("Q4_1", 0.3), ("Q5_0", 0.3),
-    ("Q5_1", 0.3), ("Q2_K", 0.3), ("Q3_K", 0.3), ("Q4_K", 0.3), ("Q5_K", 0.3), ("Q6_K", 0.3),
+@pytest.fixture(scope="module")
+def gemma2_calm():
+    """Weights scaled ~1/sqrt(fan-in): a well-conditioned model in which a
+    rounding difference in one activation does not blow up through the layers."""
+    return gemma2_hf_model(seed=1, proj_std=0.06, embed_std=0.1)
+
+
+# Quantized weights: the oracle holds the same rounded weights (quantized by
+# gguf-py where it can, dequantized by gguf-py always).  pygemma also rounds
+# each linear layer's input to 8-bit blocks, as llama.cpp does; the oracle
+# `ref_act` models that rounding and `ref_exact` does not.  We must track
+# ref_act much more closely than ref_act differs from ref_exact (what remains
+# is float summation order flipping the odd rounding boundary), and stay far
+# below what the weight rounding itself moves the logits.
+@pytest.mark.parametrize("type_name,act_block", [
+    ("Q8_0", 32), ("Q4_0", 32), ("Q4_1", 32), ("Q5_0", 32), ("Q5_1", 32),
+    ("Q2_K", 256), ("Q3_K", 256), ("Q4_K", 256), ("Q5_K", 256), ("Q6_K", 256),
 ])
-def test_gemma2_typed_weights_match_rounded_reference(gemma2, tmp_path, type_name, tol):
-    ids = token_ids(48, gemma2.config.vocab_size, seed=6)
-    path = write_gguf_from_hf(gemma2, str(tmp_path / f"g2_{type_name}.gguf"), type_name)
+def test_gemma2_quantized_weights_match_rounded_reference(gemma2_calm, tmp_path, type_name, act_block):
+    ids = token_ids(48, gemma2_calm.config.vocab_size, seed=6)
+    path = write_gguf_from_hf(gemma2_calm, str(tmp_path / f"g2_{type_name}.gguf"), type_name)
     ours = run_pygemma(path, ids)
-    ref = hf_logits(hf_with_weights(gemma2, round_trip(type_name)), ids)
-    err = np.abs(ours - ref).max()
-    assert err < tol, err
-    # and the rounding is really there: the F32 model's logits differ more for coarse types
-    if type_name in ("Q2_K", "Q4_0"):
-        assert np.abs(hf_logits(gemma2, ids) - ref).max() > err
+    rounded = round_trip(type_name)
+    ref_act = hf_logits(hf_with_weights(gemma2_calm, rounded, act_block), ids)
+    ref_exact = hf_logits(hf_with_weights(gemma2_calm, rounded), ids)
+    act_effect = np.abs(ref_act - ref_exact).mean()
+    assert np.abs(ours - ref_act).mean() < 0.5 * act_effect
+    assert np.abs(ours - ref_act).max() < 0.25          # logits span about +-15 here
+    if type_name in ("Q2_K", "Q4_0", "Q4_K"):           # the weight rounding is really there
+        assert np.abs(hf_logits(gemma2_calm, ids) - ref_exact).max() > 1.0
+
+
+# F16 weights multiply float32 activations; BF16 weights multiply activations
+# rounded to BF16 (relative error 2^-9, as llama.cpp's BF16 path), which the
+# oracle does not model.  Logits span about +-15.
+@pytest.mark.parametrize("type_name,tol", [("F16", 2e-3), ("BF16", 0.1)])
+def test_gemma2_half_weights_match_rounded_reference(gemma2_calm, tmp_path, type_name, tol):
+    ids = token_ids(48, gemma2_calm.config.vocab_size, seed=6)
+    path = write_gguf_from_hf(gemma2_calm, str(tmp_path / f"g2_{type_name}.gguf"), type_name)
+    ref = hf_logits(hf_with_weights(gemma2_calm, round_trip(type_name)), ids)
+    assert np.abs(run_pygemma(path, ids) - ref).max() < tol
 
 
 def test_incremental_eval_matches_batch(gemma2, tmp_path):
