@@ -236,7 +236,101 @@ PG_API const void *pg_gguf_tensor_data(const pg_gguf *g, int64_t t);
 /* Tokenizer (tokenizer.c)                                               */
 /* ===================================================================== */
 
-/* (section owned by the tokenizer) */
+/* CDEF BEGIN */
+
+/* A SentencePiece-style ("llama" / SPM) tokenizer that reproduces llama.cpp's
+ * llm_tokenizer_spm exactly: user-defined tokens (and, with parse_special,
+ * control tokens) are cut out of the raw text first, longest first; the rest
+ * is merged by token score with a <0xXX> byte fallback.  Immutable once
+ * created, so one tokenizer may serve many threads at once. */
+typedef struct pg_tokenizer pg_tokenizer;
+
+/* GGUF tokenizer.ggml.token_type values. */
+typedef enum {
+    PG_TOKEN_UNDEFINED = 0,
+    PG_TOKEN_NORMAL = 1,
+    PG_TOKEN_UNKNOWN = 2,
+    PG_TOKEN_CONTROL = 3,
+    PG_TOKEN_USER_DEFINED = 4,
+    PG_TOKEN_UNUSED = 5,
+    PG_TOKEN_BYTE = 6
+} pg_token_type;
+
+/* Everything the tokenizer needs, as found in a GGUF file's metadata.  The
+ * arrays are copied by pg_tokenizer_create and may be freed afterwards. */
+typedef struct {
+    int64_t n_vocab;
+    const char *const *tokens;   /* (n_vocab) token texts; may hold any bytes */
+    const uint64_t *token_lens;  /* (n_vocab) byte lengths; NULL: NUL-terminated */
+    const float *scores;         /* (n_vocab) merge scores; NULL: all 0 */
+    const int32_t *types;        /* (n_vocab) pg_token_type; NULL: all normal */
+    int32_t bos_id;              /* -1 when absent */
+    int32_t eos_id;
+    int32_t unk_id;
+    int32_t pad_id;
+    int32_t add_bos;             /* tokenizer.ggml.add_bos_token */
+    int32_t add_eos;             /* tokenizer.ggml.add_eos_token */
+    int32_t add_space_prefix;    /* tokenizer.ggml.add_space_prefix */
+} pg_tokenizer_config;
+
+/* Fill `cfg` with llama.cpp's defaults for a "llama" vocabulary whose GGUF
+ * lacks the optional keys: bos 1, eos 2, unk 0, pad -1, add_bos 1, add_eos 0,
+ * add_space_prefix 1; arrays NULL, n_vocab 0.  Override what the file has. */
+PG_API void pg_tokenizer_config_init(pg_tokenizer_config *cfg);
+
+/* PG_ERR_ARG for a missing array, an id outside [-1, n_vocab), add_bos/add_eos
+ * without the id, or a token text that appears twice (naming both ids). */
+PG_API pg_status pg_tokenizer_create(const pg_tokenizer_config *cfg, pg_tokenizer **out);
+PG_API void pg_tokenizer_free(pg_tokenizer *t);
+
+/* text (len bytes, any bytes; invalid UTF-8 falls back to byte tokens) ->
+ * out (cap ids).  add_special: prepend BOS / append EOS as the vocabulary's
+ * add_bos / add_eos say.  parse_special: also match control tokens such as
+ * "<start_of_turn>" in the text (user-defined tokens are always matched).
+ * Sizes: *n_out = number of ids.  out == NULL asks for the count only (PG_OK);
+ * a too small cap gives PG_ERR_ARG with *n_out = the count needed. */
+PG_API pg_status pg_tokenize(const pg_tokenizer *t, const char *text, size_t len,
+                             int add_special, int parse_special,
+                             int32_t *out, int64_t cap, int64_t *n_out);
+
+/* The bytes token `id` stands for, as llama.cpp's llama_token_to_piece with
+ * lstrip 0: "\xe2\x96\x81" becomes " ", <0xXX> becomes the byte, control and
+ * unknown tokens are "" unless `special`, user-defined tokens are their text.
+ * Same size protocol as pg_tokenize (buf == NULL asks; not NUL-terminated). */
+PG_API pg_status pg_token_to_piece(const pg_tokenizer *t, int32_t id, int special,
+                                   char *buf, size_t cap, size_t *n_out);
+
+/* The concatenated pieces of ids (n of them), as llama.cpp's llama_detokenize
+ * with remove_special = false, unparse_special = special (when the vocabulary
+ * adds a space prefix, one leading space of the first piece is dropped).
+ * Same size protocol as pg_tokenize; PG_ERR_ARG names an invalid id. */
+PG_API pg_status pg_detokenize(const pg_tokenizer *t, const int32_t *ids, int64_t n, int special,
+                               char *buf, size_t cap, size_t *n_out);
+
+PG_API int64_t pg_tokenizer_n_vocab(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_bos(const pg_tokenizer *t);   /* -1 if none */
+PG_API int32_t pg_tokenizer_eos(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_unk(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_pad(const pg_tokenizer *t);
+/* End-of-turn token found by text as llama.cpp does ("<end_of_turn>",
+ * "<|eot_id|>", "<|im_end|>", ...); -1 if none. */
+PG_API int32_t pg_tokenizer_eot(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_bos(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_eos(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_space_prefix(const pg_tokenizer *t);
+/* 1 if generation should stop at `id`: eos, eot, or another token llama.cpp
+ * lists as end-of-generation by its text. */
+PG_API int pg_tokenizer_is_eog(const pg_tokenizer *t, int32_t id);
+/* Id of the token whose text is exactly piece[0..len); -1 if none. */
+PG_API int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *piece, size_t len);
+/* GGUF token type of `id` (pg_token_type); -1 if id is out of range. */
+PG_API int pg_tokenizer_token_type(const pg_tokenizer *t, int32_t id);
+PG_API float pg_tokenizer_token_score(const pg_tokenizer *t, int32_t id);  /* 0 if out of range */
+/* The stored text of `id` (not unescaped; NUL-terminated, *len = its bytes);
+ * NULL if id is out of range. */
+PG_API const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id, size_t *len);
+
+/* CDEF END */
 
 /* ===================================================================== */
 /* Sampler (sampler.c)                                                   */
