@@ -15,7 +15,8 @@ struct pg_context {
      * n_ctx slots; sliding layers a ring of min(n_ctx, W + B) slots, enough
      * for a whole chunk's queries to still see their window. */
     int32_t cache_len[PG_MAX_LAYERS];
-    int kv_type;               /* PG_TYPE_F16 or PG_TYPE_F32 */
+    int precise;               /* float32 numerics (see pg_context_params) */
+    int kv_type;               /* PG_TYPE_F32 when precise, else PG_TYPE_F16 */
     size_t kv_elem;            /* bytes per cached element */
     void *k_cache[PG_MAX_LAYERS];
     void *v_cache[PG_MAX_LAYERS];
@@ -40,6 +41,7 @@ struct pg_context {
     float *logits;             /* (n_vocab) logits of the last evaluated token */
     int has_logits;
 
+    float *trace_hidden;       /* (n_layer, n, D) residual after each layer, or NULL */
     volatile int cancel;       /* set from another thread to stop an eval */
 };
 

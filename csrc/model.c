@@ -7,35 +7,81 @@
  * Matrix products go through pg_matmul (matrix-matrix for B > 1, matrix-vector
  * for B == 1); element-wise work is split across the same thread pool. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "context.h"
 #include "kernels.h"
+#include "quants.h"
 #include "threadpool.h"
 #include "types.h"
 
 /* ---- small element-wise kernels (output first) --------------------------------- */
 
-/* o (n) = x (n) / rms(x) * w (n); w already holds Gemma's (1 + weight). */
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
-    float ss = pg_sum_sq_f32(n, x) / (float)n;
-    float inv = 1.0f / sqrtf(ss + eps);
-    for (int i = 0; i < n; i++) o[i] = x[i] * inv * w[i];
+/* o (n) = x (n) / rms(x) * w (n); w already holds Gemma's (1 + weight).
+ * precise: float sums as transformers; otherwise ggml's order of operations
+ * (squares summed in double, mean rounded to float, x * scale, then * w), so
+ * that the 8-bit activation quantization downstream sees the same values. */
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps, int precise) {
+    if (precise) {
+        float ss = pg_sum_sq_f32(n, x) / (float)n;
+        float inv = 1.0f / sqrtf(ss + eps);
+        for (int i = 0; i < n; i++) o[i] = x[i] * inv * w[i];
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) {
+        float y = x[i] * scale;
+        o[i] = y * w[i];
+    }
 }
 
-static inline float softcap(float x, float cap) { return cap * tanhf(x / cap); }
+/* cap * tanh(x / cap); llama.cpp multiplies by the reciprocal instead of dividing. */
+static inline float softcap(float x, float cap, int precise) {
+    return precise ? cap * tanhf(x / cap) : tanhf(x * (1.0f / cap)) * cap;
+}
 
-/* tanh-approximated GELU, as Gemma's gelu_pytorch_tanh. */
+/* tanh-approximated GELU, as Gemma's gelu_pytorch_tanh (and ggml's formula). */
 static inline float gelu_tanh(float x) {
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
 }
 
-/* NEOX-style RoPE on one head: pairs (i, i + hd/2) rotate by pos * inv_freq[i]. */
-static void rope_neox(float *v, int hd, float pos, const float *inv_freq) {
+/* llama.cpp evaluates GELU through a table indexed by the F16 bits of x
+ * (exact for |x| >= 10, where it is 0 or x); we do the same by default. */
+static pg_half g_gelu_table[1 << 16];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void) {
+    for (int i = 0; i < (1 << 16); i++) g_gelu_table[i] = pg_f32_to_half(gelu_tanh(pg_half_to_f32((pg_half)i)));
+}
+
+static inline float gelu_table(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return pg_half_to_f32(g_gelu_table[pg_f32_to_half(x)]);
+}
+
+static inline float round_f16(float x) { return pg_half_to_f32(pg_f32_to_half(x)); }
+
+/* NEOX-style RoPE on one head: pairs (i, i + hd/2) rotate by angle theta_i.
+ * precise: theta_i = (pos * pos_scale) * inv_freq[i], as transformers;
+ * otherwise ggml's recurrence theta_{i+1} = theta_i * inv_freq[1] from pos,
+ * times pos_scale (linear scaling). */
+static void rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise) {
     int half = hd / 2;
+    float theta_extrap = pos;
     for (int i = 0; i < half; i++) {
-        float theta = pos * inv_freq[i];
+        float theta;
+        if (precise) {
+            theta = (pos * pos_scale) * inv_freq[i];
+        } else {
+            theta = pos_scale * theta_extrap;
+            theta_extrap *= half > 1 ? inv_freq[1] : 1.0f;
+        }
         float c = cosf(theta), s = sinf(theta);
         float a = v[i], b = v[i + half];
         v[i] = a * c - b * s;
@@ -73,10 +119,10 @@ static void norm_rows_task(void *arg, int ith, int nth) {
         const float *x = a->src + (int64_t)t * a->width;
         float *o = a->dst + (int64_t)t * a->width;
         if (a->add) {
-            rmsnorm(tmp, x, a->norm_w, a->width, eps);
+            rmsnorm(tmp, x, a->norm_w, a->width, eps, a->ctx->precise);
             for (int i = 0; i < a->width; i++) o[i] += tmp[i];
         } else {
-            rmsnorm(o, x, a->norm_w, a->width, eps);
+            rmsnorm(o, x, a->norm_w, a->width, eps, a->ctx->precise);
         }
     }
 }
@@ -93,7 +139,10 @@ static void geglu_task(void *arg, int ith, int nth) {
     int64_t total = (int64_t)a->n * a->ctx->model->cfg.n_ff;
     int64_t per = (total + nth - 1) / nth, lo = PG_MIN(total, ith * per), hi = PG_MIN(total, lo + per);
     float *g = a->ctx->gate, *u = a->ctx->up;
-    for (int64_t i = lo; i < hi; i++) g[i] = gelu_tanh(g[i]) * u[i];
+    if (a->ctx->precise)
+        for (int64_t i = lo; i < hi; i++) g[i] = gelu_tanh(g[i]) * u[i];
+    else
+        for (int64_t i = lo; i < hi; i++) g[i] = gelu_table(g[i]) * u[i];
 }
 
 /* Per token and head: Gemma 3's q/k norms, RoPE, then the chunk's keys and
@@ -115,14 +164,14 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
         int64_t pos = ctx->n_past + t;
         if (h < H) {
             float *qh = ctx->q + ((int64_t)t * H + h) * hd;
-            if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
-            rope_neox(qh, hd, (float)pos * pos_scale, inv_freq);
+            if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps, ctx->precise);
+            rope_neox(qh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
         } else {
             h -= H;
             float *kh = ctx->k + ((int64_t)t * Hkv + h) * hd;
             const float *vh = ctx->v + ((int64_t)t * Hkv + h) * hd;
-            if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
-            rope_neox(kh, hd, (float)pos * pos_scale, inv_freq);
+            if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps, ctx->precise);
+            rope_neox(kh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
             size_t off = (((size_t)h * cl + (size_t)(pos % cl)) * hd) * ctx->kv_elem;
             char *kc = (char *)ctx->k_cache[l] + off, *vc = (char *)ctx->v_cache[l] + off;
             if (ctx->kv_type == PG_TYPE_F16) {
@@ -136,14 +185,19 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
     }
 }
 
-/* att[t, h] = softmax(softcap(q·K * scale) + mask) · V for every (token, head). */
+/* att[t, h] = softmax(softcap(q·K * scale) + mask) · V for every (token, head).
+ * Default numerics follow llama.cpp's F16 path: the scaled query and the
+ * softmax probabilities are rounded to F16 before their products with the
+ * F16 cache, the softmax sum is accumulated in double. */
 static void attention_task(void *arg, int ith, int nth) {
     task *a = arg;
     struct pg_context *ctx = a->ctx;
     const pg_config *c = &ctx->model->cfg;
     const int hd = c->head_dim, H = c->n_head, group = c->n_head / c->n_head_kv, l = a->layer;
     const int32_t cl = ctx->cache_len[l];
+    const int precise = ctx->precise;
     float *scores = ctx->scores + (int64_t)ith * ctx->n_ctx;
+    float qs[hd];                                   /* (hd) the scaled query */
     int lo, hi;
     split(a->n * H, ith, nth, &lo, &hi);
     for (int item = lo; item < hi; item++) {
@@ -156,33 +210,32 @@ static void attention_task(void *arg, int ith, int nth) {
         const char *K = (const char *)ctx->k_cache[l] + head_off;
         const char *V = (const char *)ctx->v_cache[l] + head_off;
         const size_t row = (size_t)hd * ctx->kv_elem;
-        const int f16 = ctx->kv_type == PG_TYPE_F16;
+        for (int i = 0; i < hd; i++) qs[i] = precise ? qh[i] : round_f16(qh[i] * c->query_scale);
+        const float post_scale = precise ? c->query_scale : 1.0f;
         int64_t n_keys = pos - first + 1;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_keys; j++) {
-            int64_t slot = (first + j) % cl;
-            const void *key = K + slot * row;
-            float s = (f16 ? pg_dot_f32_f16(hd, qh, key) : pg_dot_f32(hd, qh, key)) * c->query_scale;
-            if (c->attn_softcap > 0) s = softcap(s, c->attn_softcap);
+            const void *key = K + ((first + j) % cl) * row;
+            float s = (precise ? pg_dot_f32(hd, qs, key) : pg_dot_f32_f16(hd, qs, key)) * post_scale;
+            if (c->attn_softcap > 0) s = softcap(s, c->attn_softcap, precise);
             scores[j] = s;
             if (s > mx) mx = s;
         }
-        float sum = 0;
+        double sum = 0;
         for (int64_t j = 0; j < n_keys; j++) {
             scores[j] = expf(scores[j] - mx);
             sum += scores[j];
         }
+        const float inv = (float)(1.0 / sum);
         float *out = ctx->att + ((int64_t)t * H + h) * hd;
         memset(out, 0, sizeof(float) * hd);
-        float inv = 1.0f / sum;
         for (int64_t j = 0; j < n_keys; j++) {
-            int64_t slot = (first + j) % cl;
-            const void *val = V + slot * row;
-            if (f16) {
-                pg_axpy_f16(hd, scores[j] * inv, val, out);
+            const void *val = V + ((first + j) % cl) * row;
+            if (precise) {
+                const float *vf = val, p = scores[j] * inv;
+                for (int i = 0; i < hd; i++) out[i] += p * vf[i];
             } else {
-                const float *vf = val, a = scores[j] * inv;
-                for (int i = 0; i < hd; i++) out[i] += a * vf[i];
+                pg_axpy_f16(hd, round_f16(scores[j] * inv), val, out);
             }
         }
     }
@@ -194,7 +247,7 @@ static void softcap_task(void *arg, int ith, int nth) {
     int64_t total = (int64_t)a->n * a->width;
     int64_t per = (total + nth - 1) / nth, lo = PG_MIN(total, ith * per), hi = PG_MIN(total, lo + per);
     float cap = a->ctx->model->cfg.final_softcap;
-    for (int64_t i = lo; i < hi; i++) a->dst[i] = softcap(a->dst[i], cap);
+    for (int64_t i = lo; i < hi; i++) a->dst[i] = softcap(a->dst[i], cap, a->ctx->precise);
 }
 
 static pg_status matmul(struct pg_context *ctx, const pg_matrix *w, const float *x, int n, float *y) {
@@ -247,6 +300,7 @@ static pg_status layer_forward(struct pg_context *ctx, int l, int n) {
 
 pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_t n, float *logits_out) {
     const pg_config *c = &ctx->model->cfg;
+    pthread_once(&g_gelu_once, gelu_table_init);
     const pg_weights *w = &ctx->model->w;
     const int D = c->n_embd;
     PG_TRY(embed(ctx, tokens, n));
@@ -258,6 +312,8 @@ pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_
     for (int l = 0; l < c->n_layer; l++) {
         if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
         PG_TRY(layer_forward(ctx, l, n));
+        if (ctx->trace_hidden)
+            memcpy(ctx->trace_hidden + (int64_t)l * n * D, ctx->x, sizeof(float) * (size_t)n * D);
     }
 
     /* Output head: all tokens' logits into the caller's buffer, or only the last one's. */

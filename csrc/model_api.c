@@ -10,7 +10,6 @@ PG_API void pg_model_params_init(pg_model_params *p) { memset(p, 0, sizeof *p); 
 
 PG_API void pg_context_params_init(pg_context_params *p) {
     memset(p, 0, sizeof *p);
-    p->kv_type = PG_TYPE_F16;
 }
 
 PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_model **out) {
@@ -74,9 +73,16 @@ PG_API uint64_t pg_model_weight_bytes(const pg_model *m) {
 
 static float *alloc_f32(int64_t n) { return pg_malloc_aligned(sizeof(float) * (size_t)n); }
 
-static void inv_freq_init(float *inv_freq, int hd, float base) {
-    /* As transformers computes it: 1 / base^(2i/hd), rounded to float32. */
-    for (int i = 0; i < hd / 2; i++) inv_freq[i] = (float)(1.0 / pow((double)base, (2.0 * i) / hd));
+static void inv_freq_init(float *inv_freq, int hd, float base, int precise) {
+    if (precise) {
+        /* As transformers computes it: 1 / base^(2i/hd), rounded to float32. */
+        for (int i = 0; i < hd / 2; i++) inv_freq[i] = (float)(1.0 / pow((double)base, (2.0 * i) / hd));
+    } else {
+        /* As ggml does: theta_scale = base^(-2/hd), then repeated float products. */
+        const float theta_scale = powf(base, -2.0f / (float)hd);
+        inv_freq[0] = 1.0f;
+        for (int i = 1; i < hd / 2; i++) inv_freq[i] = inv_freq[i - 1] * theta_scale;
+    }
 }
 
 PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_context **out) {
@@ -90,16 +96,15 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
     if (p->n_ctx < 0) return pg_fail(PG_ERR_ARG, "n_ctx %d must be positive", p->n_ctx);
     if (n_ctx > (1 << 22)) return pg_fail(PG_ERR_ARG, "n_ctx %d is too large", n_ctx);
     if (n_batch > n_ctx) n_batch = n_ctx;
-    if (p->kv_type != PG_TYPE_F16 && p->kv_type != PG_TYPE_F32)
-        return pg_fail(PG_ERR_ARG, "KV cache type %d is not supported (F16 or F32)", p->kv_type);
 
     pg_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return pg_fail(PG_ERR_NOMEM, "out of memory");
     ctx->model = m;
     ctx->n_ctx = n_ctx;
     ctx->n_batch = n_batch;
-    ctx->kv_type = p->kv_type;
-    ctx->kv_elem = p->kv_type == PG_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+    ctx->precise = p->precise != 0;
+    ctx->kv_type = ctx->precise ? PG_TYPE_F32 : PG_TYPE_F16;
+    ctx->kv_elem = ctx->precise ? sizeof(float) : sizeof(uint16_t);
     pg_status st = pg_pool_create(p->n_threads, &ctx->pool);
     if (st != PG_OK) { free(ctx); return st; }
 
@@ -140,8 +145,8 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
         pg_context_free(ctx);
         return pg_fail(PG_ERR_NOMEM, "out of memory allocating the KV cache and buffers for n_ctx=%d", n_ctx);
     }
-    inv_freq_init(ctx->inv_freq_local, (int)hd, c->rope_base_local);
-    inv_freq_init(ctx->inv_freq_global, (int)hd, c->rope_base_global);
+    inv_freq_init(ctx->inv_freq_local, (int)hd, c->rope_base_local, ctx->precise);
+    inv_freq_init(ctx->inv_freq_global, (int)hd, c->rope_base_global, ctx->precise);
     *out = ctx;
     return PG_OK;
 }
@@ -218,3 +223,5 @@ PG_API pg_status pg_eval(pg_context *ctx, const int32_t *tokens, int64_t n, floa
 PG_API const float *pg_context_logits(const pg_context *ctx) { return ctx->has_logits ? ctx->logits : NULL; }
 
 PG_API void pg_context_cancel(pg_context *ctx) { ctx->cancel = 1; }
+
+PG_API void pg_context_trace_hidden(pg_context *ctx, float *hidden) { ctx->trace_hidden = hidden; }

@@ -491,7 +491,11 @@ typedef struct {
     int32_t n_ctx;                 /* 0: min(8192, the model's context length) */
     int32_t n_threads;             /* <= 0: one per physical core */
     int32_t n_batch;               /* tokens per forward chunk; 0: 512 */
-    int32_t kv_type;               /* KV cache element type: PG_TYPE_F16 (default, as llama.cpp) or PG_TYPE_F32 */
+    /* 0 (default): llama.cpp's numerics -- F16 KV cache, F16 attention
+     * operands, GELU from an F16 table, RoPE angles by repeated products --
+     * so outputs match llama.cpp's.  1: float32 wherever the model allows
+     * (F32 KV cache, exact GELU), i.e. what transformers computes. */
+    int32_t precise;
 } pg_context_params;
 
 PG_API void pg_model_params_init(pg_model_params *p);
@@ -526,6 +530,10 @@ PG_API pg_status pg_context_rewind(pg_context *c, int64_t n_past);
  * readable through pg_context_logits() until the next eval. */
 PG_API pg_status pg_eval(pg_context *c, const int32_t *tokens, int64_t n, float *all_logits);
 PG_API const float *pg_context_logits(const pg_context *c);   /* (n_vocab) or NULL before any eval */
+/* Debugging and hidden-state access: while set, every pg_eval of a single
+ * chunk copies the residual stream after each layer into hidden
+ * (n_layer, n_tokens, n_embd); NULL turns it off. */
+PG_API void pg_context_trace_hidden(pg_context *c, float *hidden);
 /* Ask a running pg_eval (on another thread) to stop soon with PG_ERR_CANCELLED. */
 PG_API void pg_context_cancel(pg_context *c);
 /* CDEF END */

@@ -51,7 +51,7 @@ class Model:
     """
 
     def __init__(self, path=None, n_ctx=None, n_threads=None, n_gpu_layers=0, seed=None,
-                 n_batch=None, query_pre_attn_scalar=None, kv_type="f16"):
+                 n_batch=None, query_pre_attn_scalar=None, precise=False):
         if path is None:
             path = default_model_path()
             if path is None:
@@ -77,11 +77,7 @@ class Model:
         cp.n_ctx = int(n_ctx or 0)
         cp.n_threads = int(n_threads or 0)
         cp.n_batch = int(n_batch or 0)
-        kv_types = {"f16": lib.PG_TYPE_F16, "f32": lib.PG_TYPE_F32}
-        if str(kv_type).lower() not in kv_types:
-            self.close()
-            raise ValueError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
-        cp.kv_type = kv_types[str(kv_type).lower()]
+        cp.precise = 1 if precise else 0
         cout = ffi.new("pg_context **")
         try:
             check(lib.pg_context_create(self._model, cp, cout))
@@ -100,6 +96,7 @@ class Model:
 
     # ---- lifecycle ----------------------------------------------------------------
     def close(self):
+        self.tokenizer = None           # its handle belongs to the C model freed below
         if getattr(self, "_ctx", None) is not None:
             lib.pg_context_free(self._ctx)
             self._ctx = None

@@ -35,7 +35,7 @@ def gemma3():
 
 
 def run_pygemma(path, ids, **kw):
-    kw.setdefault("kv_type", "f32")     # F16 keys/values alone move logits by ~1e-2
+    kw.setdefault("precise", True)     # F32 KV cache and exact GELU, as transformers
     with pygemma.Model(path, n_ctx=kw.pop("n_ctx", 256), n_threads=kw.pop("n_threads", 2), **kw) as m:
         return m.logits(ids)
 
