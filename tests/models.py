@@ -316,12 +316,13 @@ FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q
 
 
 def write_gguf_from_hf(model, path, dtype="F32", arch=None, vocab=None, chat_template=False,
-                       name=None):
+                       name=None, extra_metadata=()):
     """Write `model` (a Gemma2/Gemma3 ForCausalLM) as a GGUF file like convert_hf_to_gguf.py.
 
     dtype: the type of every 2-D weight ("F32", "F16", "BF16" or a GGML quant type name), or a
     function (gguf_name, hf_shape) -> type name; 1-D tensors (the norms) stay F32.  The vocab
-    (default tiny_vocab()) must have config.vocab_size tokens.  Returns the path."""
+    (default tiny_vocab()) must have config.vocab_size tokens.  extra_metadata: more
+    (key, value, value_type, element_type) to write.  Returns the path."""
     from pygemma.gguf_writer import GGUFWriter
     arch = _arch_of(model, arch)
     vocab = vocab or tiny_vocab()
@@ -335,7 +336,7 @@ def write_gguf_from_hf(model, path, dtype="F32", arch=None, vocab=None, chat_tem
     with GGUFWriter(path) as w:
         for key, value, vt in hf_metadata(model.config, arch, FILE_TYPES.get(main, 0), name):
             w.add(key, value, vt)
-        for key, value, vt, et in vocab.metadata(chat_template):
+        for key, value, vt, et in [*vocab.metadata(chat_template), *extra_metadata]:
             w.add(key, value, vt, et)
         for (n, a), t in zip(tensors, types):
             w.add_tensor_info(n, a.shape[::-1], t)
