@@ -134,7 +134,7 @@ def quantize_file(src, dst, ftype, n_threads=None, progress=True, imatrix=None, 
                 w.add_tensor_info(t.name, t.shape, new)
             w.write_header()
             for i, (t, (new, _)) in enumerate(zip(infos, plan)):
-                imat = imatrix.get(t.name) if imatrix else None
+                imat = _imatrix_for(imatrix, t, new)
                 chunks = _convert(pool, n_threads, g, t, new, imat)
                 w.write_tensor(t.name, _counted(chunks, bar, i, t, new, sizes))
         bar.finish()
@@ -146,6 +146,22 @@ def quantize_file(src, dst, ftype, n_threads=None, progress=True, imatrix=None, 
             "types": {t.name: new for t, (new, _) in zip(infos, plan)},
             "fallbacks": [t.name for t, (_, fb) in zip(infos, plan) if fb],
             "requantized": requant, "seconds": time.monotonic() - t0}
+
+
+def _imatrix_for(imatrix, t, new):
+    """The tensor's importance weights, checked against its row length."""
+    imat = imatrix.get(t.name) if imatrix and new != t.type else None
+    if imat is None:
+        return None
+    imat = np.asarray(imat, np.float32).reshape(-1)
+    if imat.size != t.shape[0]:
+        if t.name == "token_embd.weight":      # llama.cpp ignores a mismatch here only
+            return None
+        raise ValueError(f"imatrix for {t.name!r} has {imat.size} weights, its rows "
+                         f"{t.shape[0]} elements")
+    if not np.isfinite(imat).all():
+        raise ValueError(f"imatrix for {t.name!r} has non-finite values")
+    return imat
 
 
 def _copy_metadata(g, w, file_type):

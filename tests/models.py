@@ -186,6 +186,27 @@ def gemma3_hf_model(seed=0, hidden=256, n_layers=7, n_heads=4, n_kv_heads=2, hea
     return _randomize(Gemma3ForCausalLM(cfg), seed, proj_std, embed_std, norm_std)
 
 
+# Named small variants: keyword arguments of gemma2_hf_model / gemma3_hf_model.
+# "27b-like" scales queries by hidden / n_heads (64) instead of head_dim (128), as Gemma 2
+# 27B does; llama.cpp infers that scaling from the layer count (46), so only pygemma's own
+# forward pass can run that variant correctly.
+VARIANTS = {
+    "gemma2": ("gemma2", {}),
+    "gemma2-hd256": ("gemma2", dict(n_heads=2, n_kv_heads=1, head_dim=256)),
+    "gemma2-27b-like": ("gemma2", dict(head_dim=128, query_pre_attn_scalar=64)),
+    "gemma3": ("gemma3", {}),
+    "gemma3-scaled": ("gemma3", dict(rope_scaling_factor=8.0)),
+    "gemma3-hd256": ("gemma3", dict(n_heads=2, n_kv_heads=1, head_dim=256)),
+}
+
+
+def hf_model(variant="gemma2", **overrides):
+    """The model of a VARIANTS entry (overrides: more keyword arguments)."""
+    arch, kwargs = VARIANTS[variant]
+    build = gemma2_hf_model if arch == "gemma2" else gemma3_hf_model
+    return build(**{**kwargs, **overrides})
+
+
 def hf_logits(model, token_ids):
     """Logits (n_tokens, vocab) float32 numpy of one sequence."""
     import torch

@@ -411,3 +411,12 @@ def test_requantized_real_model_equals_llama_cpp(tmp_path, real_model, mix):
         for t in a.tensors:      # the same algorithms: the same types and the same bytes
             assert t.type == theirs[t.name].type, t.name
             assert np.array_equal(a.tensor_bytes(t.name), b.tensor_bytes(t.name)), t.name
+
+
+def test_imatrix_of_the_wrong_length_is_an_error(tmp_path, src):
+    bad = {"blk.0.ffn_up.weight": np.ones(100, np.float32)}
+    with pytest.raises(ValueError, match="imatrix for 'blk.0.ffn_up.weight' has 100"):
+        pq.quantize_file(src, tmp_path / "x.gguf", "Q4_K_M", progress=False, imatrix=bad)
+    assert not (tmp_path / "x.gguf").exists()
+    ok = {"token_embd.weight": np.ones(3, np.float32)}          # ignored, as llama.cpp does
+    pq.quantize_file(src, tmp_path / "y.gguf", "Q4_0", progress=False, imatrix=ok)
