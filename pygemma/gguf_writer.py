@@ -216,6 +216,17 @@ class GGUFWriter:
         vt = value_type(value_type_) if value_type_ is not None else _infer_type(value)
         self._kv[key] = struct.pack("<I", vt) + _pack_value(vt, value, element_type)
 
+    def add_raw(self, key, raw):
+        """Metadata `key` with a value already encoded as GGUF stores it (u32 type tag, then
+        the payload), e.g. GGUFFile.metadata_raw(key): copies any value verbatim."""
+        self._require("declare", "add metadata")
+        raw = bytes(raw)
+        if len(raw) < 4 or struct.unpack_from("<I", raw)[0] not in ValueType._value2member_map_:
+            raise ValueError(f"metadata {key!r}: not an encoded GGUF value")
+        if key in self._kv:
+            raise ValueError(f"duplicate metadata key {key!r}")
+        self._kv[key] = raw
+
     def __contains__(self, key):
         return key in self._kv
 

@@ -226,6 +226,11 @@ class _Progress:
                              f"{self.total / 1e9:.2f} GB  {rate:7.1f} MB/s  {what:<32.32}")
             sys.stderr.flush()
 
+    def counted(self, chunks, what):
+        for c in chunks:
+            self.add(len(c), what)
+            yield c
+
     def finish(self):
         if self.enabled:
             sys.stderr.write("\n")
@@ -266,7 +271,7 @@ def write_synthetic(path, shape="2b", mix="Q4_0", seed=0, n_threads=None, progre
                 continue
             sigma = 1.0 / np.sqrt(s[0])
             chunks = _tensor_chunks(pool, n_threads, t, s, sigma, seed, index)
-            w.write_tensor(tname, (bar.add(len(c), tname) or c for c in chunks))
+            w.write_tensor(tname, bar.counted(chunks, tname))
     bar.finish()
     return path
 

@@ -186,6 +186,27 @@ def gemma3_hf_model(seed=0, hidden=256, n_layers=7, n_heads=4, n_kv_heads=2, hea
     return _randomize(Gemma3ForCausalLM(cfg), seed, proj_std, embed_std, norm_std)
 
 
+# Named small variants: keyword arguments of gemma2_hf_model / gemma3_hf_model.
+# "27b-like" scales queries by hidden / n_heads (64) instead of head_dim (128), as Gemma 2
+# 27B does; llama.cpp infers that scaling from the layer count (46), so only pygemma's own
+# forward pass can run that variant correctly.
+VARIANTS = {
+    "gemma2": ("gemma2", {}),
+    "gemma2-hd256": ("gemma2", dict(n_heads=2, n_kv_heads=1, head_dim=256)),
+    "gemma2-27b-like": ("gemma2", dict(head_dim=128, query_pre_attn_scalar=64)),
+    "gemma3": ("gemma3", {}),
+    "gemma3-scaled": ("gemma3", dict(rope_scaling_factor=8.0)),
+    "gemma3-hd256": ("gemma3", dict(n_heads=2, n_kv_heads=1, head_dim=256)),
+}
+
+
+def hf_model(variant="gemma2", **overrides):
+    """The model of a VARIANTS entry (overrides: more keyword arguments)."""
+    arch, kwargs = VARIANTS[variant]
+    build = gemma2_hf_model if arch == "gemma2" else gemma3_hf_model
+    return build(**{**kwargs, **overrides})
+
+
 def hf_logits(model, token_ids):
     """Logits (n_tokens, vocab) float32 numpy of one sequence."""
     import torch
@@ -316,12 +337,13 @@ FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q
 
 
 def write_gguf_from_hf(model, path, dtype="F32", arch=None, vocab=None, chat_template=False,
-                       name=None):
+                       name=None, extra_metadata=()):
     """Write `model` (a Gemma2/Gemma3 ForCausalLM) as a GGUF file like convert_hf_to_gguf.py.
 
     dtype: the type of every 2-D weight ("F32", "F16", "BF16" or a GGML quant type name), or a
     function (gguf_name, hf_shape) -> type name; 1-D tensors (the norms) stay F32.  The vocab
-    (default tiny_vocab()) must have config.vocab_size tokens.  Returns the path."""
+    (default tiny_vocab()) must have config.vocab_size tokens.  extra_metadata: more
+    (key, value, value_type, element_type) to write.  Returns the path."""
     from pygemma.gguf_writer import GGUFWriter
     arch = _arch_of(model, arch)
     vocab = vocab or tiny_vocab()
@@ -335,7 +357,7 @@ def write_gguf_from_hf(model, path, dtype="F32", arch=None, vocab=None, chat_tem
     with GGUFWriter(path) as w:
         for key, value, vt in hf_metadata(model.config, arch, FILE_TYPES.get(main, 0), name):
             w.add(key, value, vt)
-        for key, value, vt, et in vocab.metadata(chat_template):
+        for key, value, vt, et in [*vocab.metadata(chat_template), *extra_metadata]:
             w.add(key, value, vt, et)
         for (n, a), t in zip(tensors, types):
             w.add_tensor_info(n, a.shape[::-1], t)

@@ -233,3 +233,23 @@ def test_overwrites_existing_file_only_on_success(tmp_path):
     with GGUFWriter(path) as w:
         w.add("a", "new")
     assert read(path).fields["a"].contents() == "new"
+
+
+def test_add_raw_copies_encoded_values(tmp_path):
+    src = tmp_path / "src.gguf"
+    with GGUFWriter(src) as w:
+        w.add("a", [[1, 2], [3]], ValueType.ARRAY, (ValueType.ARRAY, ValueType.INT16))
+    # the encoding of "a" as the file holds it: after the key, up to the end of the header
+    data = src.read_bytes()
+    start = data.index(b"a", 24) + 1
+    encoded = data[start:start + 4 + 12 + 2 * 12 + 6]      # tag, outer head, 2 inner heads, 3 x i16
+    dst = tmp_path / "dst.gguf"
+    with GGUFWriter(dst) as w:
+        w.add_raw("a", encoded)
+        w.add("after", 1)
+        with pytest.raises(ValueError, match="not an encoded"):
+            w.add_raw("bad", b"\x63\0\0\0")
+    r = read(dst)
+    assert r.fields["a"].types[:3] == [VT.ARRAY, VT.ARRAY, VT.INT16]
+    assert r.fields["a"].contents() == [1, 2, 3]
+    assert r.fields["after"].contents() == 1

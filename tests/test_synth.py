@@ -53,6 +53,20 @@ def test_softcaps_change_the_logits(g2):
     assert (np.abs(logits) > 25).mean() < 0.05
 
 
+@pytest.mark.parametrize("variant", sorted(models.VARIANTS))
+def test_variants(variant):
+    m = models.hf_model(variant, n_layers=2 if variant.startswith("gemma2") else 6)
+    c = m.config
+    assert c.num_attention_heads * c.head_dim in (256, 512)
+    if variant == "gemma2-27b-like":
+        assert c.query_pre_attn_scalar == c.hidden_size // c.num_attention_heads != c.head_dim
+    logits = models.hf_logits(m, TOKENS[:20])
+    assert logits.shape == (20, len(models.tiny_vocab())) and np.isfinite(logits).all()
+    if variant.startswith("gemma2"):
+        effect = models.softcap_effect(m, TOKENS)
+        assert effect["final"] > 1.0 and effect["attn"] > 0.1
+
+
 def test_gemma3_config(g3):
     c = g3.config
     assert c.layer_types.count("full_attention") == 1 and c.layer_types[5] == "full_attention"
