@@ -184,8 +184,9 @@ def test_matmul_vs_oracles_and_scalar(pools, name, tier, generic):
 
 @pytest.mark.parametrize("name", ["F32", "BF16", "Q4_0", "Q8_0", "Q5_0", "Q4_K", "Q6_K"])
 def test_thread_count_and_split_do_not_change_results(pools, name):
-    """Each output is computed by the same float operations whatever the split,
-    so 1 and 3 threads (and mat-vec vs mat-mat) agree bit for bit."""
+    """Each output is computed by the same float operations whatever the split
+    into chunks, so 1 and 3 threads agree bit for bit.  Batches of >= 16 tokens
+    may use other tiles than single tokens (mat-vec): those agree to rounding."""
     rng = np.random.default_rng(7)
     rows, cols, ntok = 301, 512, 37
     raw = rand_weights(rng, name, rows, cols)
@@ -193,8 +194,10 @@ def test_thread_count_and_split_do_not_change_results(pools, name):
     y1 = matmul(pools[1], name, raw, rows, cols, x)
     y3 = matmul(pools[3], name, raw, rows, cols, x)
     assert np.array_equal(y1, y3)
+    assert np.array_equal(y1[:20], matmul(pools[2], name, raw, rows, cols, x[:20]))
     yv = np.stack([matmul(pools[3], name, raw, rows, cols, x[t:t + 1])[0] for t in range(ntok)])
-    assert np.array_equal(y1, yv)
+    tol = check_oracles(name, raw, x, yv)
+    assert np.all(np.abs(y1 - yv) <= 2 * tol)
 
 
 def test_large_matvec_and_matmul(pools):
