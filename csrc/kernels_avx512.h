@@ -8,8 +8,7 @@
  *        last block is zeros), d: (np, 2) float scales, c: (np, 2) float
  *        constant term per block: the minimum m (Q4_1, Q5_1) or -off * d for
  *        the offset types (Q4_0: u - 8, Q5_0: u - 16, Q8_0: (w ^ 0x80) - 128)
- *   kblk (K-quants, dot-form tiles): see the struct
- *   kpb  (K-quants, panel tiles): see the struct */
+ *   kpb (K-quants): see the struct */
 #ifndef PG_KERNELS_AVX512_H
 #define PG_KERNELS_AVX512_H
 
@@ -34,16 +33,6 @@ static inline size_t pg512_arow_bytes(int64_t n) {
     return (size_t)((np * 80 + 63) & ~63LL);
 }
 
-/* K-quant block for the dot-form tiles (6 cache lines, vector fields
- * 64-aligned): values, -dmin * mn per 16 values, 16-bit scales, d. */
-typedef struct {
-    uint8_t q[256];
-    float wmin[16];
-    int16_t sc[16];
-    float d;
-    float pad_[7];
-} pg512_kblk;
-
 /* K-quant block for the panel tiles: values, 32-bit scale per 16 values (for
  * broadcast multiplies), 16-bit minimum multipliers, d and dmin. */
 typedef struct {
@@ -54,17 +43,16 @@ typedef struct {
     float pad_[6];
 } pg512_kpb;
 
-_Static_assert(sizeof(pg512_kblk) == 384, "kblk is 6 cache lines");
 _Static_assert(sizeof(pg512_kpb) == 384, "kpb is 6 cache lines");
 
 /* Repack one row of nb blocks (src: GGUF blocks) into dst. */
 typedef void (*pg512_arepack_fn)(const uint8_t *src, int64_t nb, uint8_t *dst);
 typedef void (*pg512_krepack_fn)(const uint8_t *src, int64_t nb, void *dst);
 
-/* Weight type -> its repack function (NULL if none); `vnni` picks the
- * unsigned Q8_0 form (the signed one otherwise).  `panel` picks kpb over kblk. */
+/* Weight type -> its repack function (NULL if none; Q8_0 has only the
+ * unsigned form used with VNNI). */
 pg512_arepack_fn pg512_arepack_of(int type, int vnni);
-pg512_krepack_fn pg512_krepack_of(int type, int panel);
+pg512_krepack_fn pg512_krepack_of(int type);
 
 /* The panel path (kernels_avx512_panel.c): fills the pfn/to_panel entries. */
 void pg512_fill_panel(pg_kernels *k, int vnni);

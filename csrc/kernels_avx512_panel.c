@@ -281,8 +281,8 @@ A_P(q5_1, PG_TYPE_Q5_1)
 static void pgemm_q8_0_vnni(GEMM_ARGS) { ap_gemm_vnni(pg512_arepack_of(PG_TYPE_Q8_0, 1), GEMM_PASS); }
 
 #define K_P(t, T, GS)                                                                                  \
-    static void pgemm_##t(GEMM_ARGS) { kp_gemm##GS(pg512_krepack_of(T, 1), GEMM_PASS); }              \
-    static void pgemm_##t##_vnni(GEMM_ARGS) { kp_gemm##GS##_vnni(pg512_krepack_of(T, 1), GEMM_PASS); }
+    static void pgemm_##t(GEMM_ARGS) { kp_gemm##GS(pg512_krepack_of(T), GEMM_PASS); }              \
+    static void pgemm_##t##_vnni(GEMM_ARGS) { kp_gemm##GS##_vnni(pg512_krepack_of(T), GEMM_PASS); }
 K_P(q2k, PG_TYPE_Q2_K, 16)
 K_P(q3k, PG_TYPE_Q3_K, 16)
 K_P(q4k, PG_TYPE_Q4_K, 32)

@@ -1,19 +1,20 @@
-/* kernels_avx512_quant.c -- AVX-512 matmul kernels of the quantized types.
+/* kernels_avx512_quant.c -- AVX-512 matmul of the quantized types, dot form
+ * (single tokens and small batches), and the row unpacking shared with the
+ * panel tiles of kernels_avx512_panel.c.
  *
- * Scheme (both families): for each group of RM weight rows, unpack ("repack")
- * the rows once into the thread's work buffer as unsigned 8-bit values plus
- * float scales, then sweep the chunk's activation columns with an RM x RN
- * register tile.  The unpacking is amortized over every column, so the inner
- * loop is only integer dot products and their float scaling:
+ * Dot-form tiles: RM weight rows x RN tokens, each output a zmm of partial
+ * sums reduced at the end.  Weight blocks are unpacked in registers straight
+ * from the GGUF rows (once per tile, i.e. per RN tokens) into unsigned 8-bit
+ * values in element order:
  *   32-blocks (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0): two blocks per zmm;
- *     per (row, column, pair of blocks): vpdpbusd, cvt, mul, fma.
+ *     per (row, token, pair of blocks): vpdpbusd, cvt, mul, fma.
  *     Offsets (Q4_0: u-8, Q5_0: u-16, Q8_0 with VNNI: (w^0x80)-128) are folded
  *     into the accumulator's initial value, -off * (sums of 4 activations),
- *     computed once per column; Q4_1/Q5_1 minimums add m * s (s = dx*sum q).
+ *     computed once per token; Q4_1/Q5_1 minimums add m * s (s = dx*sum q).
  *   K-quants: per 64 values, vpmaddubsw then vpdpwssd with the 16-bit
- *     sub-block scales, exact int32 over the 256-block; then one fma with
- *     d*dx and one with the minimums (-dmin*mn per 16 values, times dx*bsums).
- * VNNI / BF16 instructions are emitted only through inline asm in the `vnni`
+ *     group scales, exact int32 over the 256-block; then one fma with d*dx
+ *     and one with the minimums (-dmin*mn per 16 values, times dx*bsums).
+ * VNNI instructions are emitted only through inline asm in the `vnni`
  * instantiations, so the compiler never generates them for the generic
  * AVX-512 path (this file is compiled for AVX-512 F/BW/VL/DQ only). */
 #include "kernels_avx512.h"
@@ -56,14 +57,8 @@ INLINE __m512 pair_bcast(const float *p, const int two) {
 /* 32-blocks                                                              */
 /* ====================================================================== */
 
-typedef pg512_arow arow;
-#define arow_at pg512_arow_at
-#define a_row_bytes pg512_arow_bytes
-
 #define A_RM 4
-static size_t a_work(int64_t n) { return A_RM * a_row_bytes(n); }
-
-typedef pg512_arepack_fn a_repack_fn;
+static size_t a_work(int64_t n) { return A_RM * pg512_arow_bytes(n); }
 
 /* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in element order */
 INLINE __m512i nibbles2(const uint8_t *qs0, const uint8_t *qs1, const int two) {
@@ -83,64 +78,119 @@ INLINE __m512i add_qh(__m512i v, const uint8_t *qh0, const uint8_t *qh1, const i
     return _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(16));
 }
 
-#define A_REPACK(name, blk_t, body)                                                     \
-    static void name(const uint8_t *src, int64_t nb, uint8_t *dst) {                   \
-        const blk_t *b = (const blk_t *)src;                                            \
-        int64_t np = (nb + 1) / 2;                                                      \
-        arow o = arow_at(dst, np);                                                      \
-        for (int64_t p = 0; p < np; p++) {                                              \
-            const blk_t *b0 = b + 2 * p, *b1 = b0 + 1;                                  \
-            const int two = 2 * p + 1 < nb;                                             \
-            __m512i v;                                                                  \
-            (void)b1;                                                                   \
-            body;                                                                       \
-            _mm512_store_si512(o.q + 64 * p, v);                                        \
-        }                                                                               \
-    }
-
-/* scales, and the constant term: minimum m, or -off * d for offset types */
-#define A_D(field)                                                                      \
-    o.d[2 * p] = h2f(b0->field);                                                        \
-    o.d[2 * p + 1] = two ? h2f(b1->field) : 0.0f
-#define A_OFF(off)                                                                      \
-    o.c[2 * p] = -(off) * o.d[2 * p];                                                   \
-    o.c[2 * p + 1] = -(off) * o.d[2 * p + 1]
-#define A_M()                                                                           \
-    o.c[2 * p] = h2f(b0->m);                                                            \
-    o.c[2 * p + 1] = two ? h2f(b1->m) : 0.0f
-
-A_REPACK(rp_q4_0, block_q4_0, v = nibbles2(b0->qs, b1->qs, two); A_D(d); A_OFF(8))
-A_REPACK(rp_q4_1, block_q4_1, v = nibbles2(b0->qs, b1->qs, two); A_D(d); A_M())
-A_REPACK(rp_q5_0, block_q5_0, v = add_qh(nibbles2(b0->qs, b1->qs, two), b0->qh, b1->qh, two); A_D(d); A_OFF(16))
-A_REPACK(rp_q5_1, block_q5_1, v = add_qh(nibbles2(b0->qs, b1->qs, two), b0->qh, b1->qh, two); A_D(d); A_M())
-/* Q8_0 for VNNI: w ^ 0x80 = w + 128 as u8 (offset 128); for the generic path: signed as is */
-A_REPACK(rp_q8_0u, block_q8_0,
-         __m256i lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b0->qs), _mm256_set1_epi8(-128));
-         __m256i hi = two ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b1->qs), _mm256_set1_epi8(-128))
-                          : _mm256_setzero_si256();
-         v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); A_D(d); A_OFF(128))
-A_REPACK(rp_q8_0s, block_q8_0,
-         __m256i lo = _mm256_loadu_si256((const __m256i *)b0->qs);
-         __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b1->qs) : _mm256_setzero_si256();
-         v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); A_D(d); A_OFF(0))
-
+/* How a 32-block type's unsigned values relate to the weights. */
 enum { A_OFFSET, A_MIN, A_SIGNED };
+INLINE int a_kind(const int T, const int vnni) {
+    if (T == PG_TYPE_Q4_1 || T == PG_TYPE_Q5_1) return A_MIN;
+    if (T == PG_TYPE_Q8_0 && !vnni) return A_SIGNED;     /* w+128 would saturate vpmaddubsw */
+    return A_OFFSET;
+}
+INLINE int a_offset(const int T) { return T == PG_TYPE_Q4_0 ? 8 : T == PG_TYPE_Q5_0 ? 16 : T == PG_TYPE_Q8_0 ? 128 : 0; }
+INLINE size_t a_block_bytes(const int T) {
+    switch (T) {
+    case PG_TYPE_Q4_0: return sizeof(block_q4_0);
+    case PG_TYPE_Q4_1: return sizeof(block_q4_1);
+    case PG_TYPE_Q5_0: return sizeof(block_q5_0);
+    case PG_TYPE_Q5_1: return sizeof(block_q5_1);
+    default: return sizeof(block_q8_0);
+    }
+}
+
+/* Blocks 2p and 2p+1 (only 2p if !two) of a row: 64 values (u8, or s8 for
+ * A_SIGNED), fp16 scales and minimums (0 where absent). */
+typedef struct {
+    __m512i q;
+    pg_half d0, d1, m0, m1;
+} apair;
+
+INLINE apair a_unpack(const int T, const int vnni, const uint8_t *row, int64_t p, const int two) {
+    const uint8_t *b0 = row + 2 * p * a_block_bytes(T), *b1 = b0 + a_block_bytes(T);
+    apair r;
+    r.m0 = r.m1 = 0;
+    if (T == PG_TYPE_Q4_0) {
+        const block_q4_0 *x0 = (const block_q4_0 *)b0, *x1 = (const block_q4_0 *)b1;
+        r.q = nibbles2(x0->qs, x1->qs, two);
+        r.d0 = x0->d;
+        r.d1 = two ? x1->d : 0;
+    } else if (T == PG_TYPE_Q4_1) {
+        const block_q4_1 *x0 = (const block_q4_1 *)b0, *x1 = (const block_q4_1 *)b1;
+        r.q = nibbles2(x0->qs, x1->qs, two);
+        r.d0 = x0->d;
+        r.d1 = two ? x1->d : 0;
+        r.m0 = x0->m;
+        r.m1 = two ? x1->m : 0;
+    } else if (T == PG_TYPE_Q5_0) {
+        const block_q5_0 *x0 = (const block_q5_0 *)b0, *x1 = (const block_q5_0 *)b1;
+        r.q = add_qh(nibbles2(x0->qs, x1->qs, two), x0->qh, x1->qh, two);
+        r.d0 = x0->d;
+        r.d1 = two ? x1->d : 0;
+    } else if (T == PG_TYPE_Q5_1) {
+        const block_q5_1 *x0 = (const block_q5_1 *)b0, *x1 = (const block_q5_1 *)b1;
+        r.q = add_qh(nibbles2(x0->qs, x1->qs, two), x0->qh, x1->qh, two);
+        r.d0 = x0->d;
+        r.d1 = two ? x1->d : 0;
+        r.m0 = x0->m;
+        r.m1 = two ? x1->m : 0;
+    } else {  /* Q8_0: w ^ 0x80 = w + 128 as u8 for VNNI (offset 128), signed as is otherwise */
+        const block_q8_0 *x0 = (const block_q8_0 *)b0, *x1 = (const block_q8_0 *)b1;
+        __m256i flip = _mm256_set1_epi8(vnni ? -128 : 0);
+        __m256i lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x0->qs), flip);
+        __m256i hi = two ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x1->qs), flip) : _mm256_setzero_si256();
+        r.q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        r.d0 = x0->d;
+        r.d1 = two ? x1->d : 0;
+    }
+    return r;
+}
+
+/* [h2f(h0) x 8 | h2f(h1) x 8] */
+INLINE __m512 pair_h(pg_half h0, pg_half h1) {
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+/* Repacked rows for the panel tiles (layout in kernels_avx512.h); the
+ * constant term c is the minimum, or -off * d. */
+#define A_REPACK(name, T, vnni)                                                          \
+    static void name(const uint8_t *src, int64_t nb, uint8_t *dst) {                    \
+        int64_t np = (nb + 1) / 2;                                                       \
+        pg512_arow o = pg512_arow_at(dst, np);                                           \
+        for (int64_t p = 0; p < np; p++) {                                               \
+            apair a = a_unpack(T, vnni, src, p, 2 * p + 1 < nb);                         \
+            _mm512_store_si512(o.q + 64 * p, a.q);                                       \
+            __m128 f = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, (short)a.m1, (short)a.m0,  \
+                                                  (short)a.d1, (short)a.d0));            \
+            float d[4];                                                                  \
+            _mm_storeu_ps(d, f);                                                         \
+            o.d[2 * p] = d[0];                                                           \
+            o.d[2 * p + 1] = d[1];                                                       \
+            o.c[2 * p] = a_kind(T, vnni) == A_MIN ? d[2] : -(float)a_offset(T) * d[0];   \
+            o.c[2 * p + 1] = a_kind(T, vnni) == A_MIN ? d[3] : -(float)a_offset(T) * d[1]; \
+        }                                                                                \
+    }
+A_REPACK(rp_q4_0, PG_TYPE_Q4_0, 1)
+A_REPACK(rp_q4_1, PG_TYPE_Q4_1, 1)
+A_REPACK(rp_q5_0, PG_TYPE_Q5_0, 1)
+A_REPACK(rp_q5_1, PG_TYPE_Q5_1, 1)
+A_REPACK(rp_q8_0u, PG_TYPE_Q8_0, 1)
 
 /* One pair of blocks (`two` = 0: only the first) for an RM x RN tile.
- *   w: RM repacked rows (stride wst); x: RN activation rows (stride ldx) */
-INLINE void a_step(const int RM, const int RN, const int kind, const int vnni, const int two,
-                   __m512 acc[A_RM][4], int64_t p, int64_t np, const uint8_t *w, size_t wst,
-                   const uint8_t *x, size_t ldx, int64_t n, __m512i ovec) {
+ *   w: RM GGUF rows (stride ldw); x: RN activation rows (stride ldx) */
+INLINE void a_step(const int T, const int RM, const int RN, const int vnni, const int two,
+                   __m512 acc[A_RM][4], int64_t p, const uint8_t *w, size_t ldw,
+                   const uint8_t *x, size_t ldx, int64_t n) {
+    const int kind = a_kind(T, vnni);
     const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1);
+    const __m512i ovec = _mm512_set1_epi8((char)a_offset(T));
     __m512i wq[A_RM];
     __m512 wd[A_RM], wm[A_RM];
     __mmask64 wneg[A_RM];
     UNROLL for (int i = 0; i < RM; i++) {
-        arow r = arow_at(w + i * wst, np);
-        wq[i] = _mm512_load_si512(r.q + 64 * p);
-        wd[i] = pair_bcast(r.d + 2 * p, 1);
-        if (kind == A_MIN)
-            wm[i] = _mm512_maskz_mov_ps(0x0101, pair_bcast(r.c + 2 * p, 1));
+        apair a = a_unpack(T, vnni, w + i * ldw, p, two);
+        wq[i] = a.q;
+        wd[i] = pair_h(a.d0, a.d1);
+        if (kind == A_MIN) wm[i] = _mm512_maskz_mov_ps(0x0101, pair_h(a.m0, a.m1));
         if (kind == A_SIGNED) {
             wneg[i] = _mm512_movepi8_mask(wq[i]);
             wq[i] = _mm512_abs_epi8(wq[i]);
@@ -171,84 +221,72 @@ INLINE void a_step(const int RM, const int RN, const int kind, const int vnni, c
     }
 }
 
-INLINE void a_tile(const int RM, const int RN, const int kind, const int vnni, int64_t n,
-                   const uint8_t *w, size_t wst, const uint8_t *x, size_t ldx, float *y, int64_t ldy,
-                   __m512i ovec) {
+INLINE void a_tile(const int T, const int RM, const int RN, const int vnni, int64_t n,
+                   const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
     int64_t nb = n / 32, np = (nb + 1) / 2;
     __m512 acc[A_RM][4];
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < nb / 2; p++) a_step(RM, RN, kind, vnni, 1, acc, p, np, w, wst, x, ldx, n, ovec);
-    if (nb & 1) a_step(RM, RN, kind, vnni, 0, acc, np - 1, np, w, wst, x, ldx, n, ovec);
+    for (int64_t p = 0; p < nb / 2; p++) a_step(T, RM, RN, vnni, 1, acc, p, w, ldw, x, ldx, n);
+    if (nb & 1) a_step(T, RM, RN, vnni, 0, acc, np - 1, w, ldw, x, ldx, n);
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
         y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Driver shared by the 32-block types: repack A_RM rows, sweep the columns. */
-#define A_GEMM(name, kind, vnni, RN)                                                                  \
-    static void name(a_repack_fn rp, int off, int64_t n, float *y, int64_t ldy, const void *w,        \
-                     size_t ldw, int nr, const void *xv, size_t ldx, int nc, void *work) {            \
-        const uint8_t *x = xv;                                                                        \
-        size_t wst = a_row_bytes(n);                                                                  \
-        __m512i ovec = _mm512_set1_epi8((char)off);                                                   \
-        for (int r = 0; r < nr; r += A_RM) {                                                          \
-            int rm = PG_MIN(A_RM, nr - r);                                                            \
-            for (int i = 0; i < rm; i++)                                                              \
-                rp((const uint8_t *)w + (size_t)(r + i) * ldw, n / 32, (uint8_t *)work + i * wst);    \
-            if (rm == A_RM) {                                                                         \
-                int c = 0;                                                                            \
-                for (; c + RN <= nc; c += RN)                                                         \
-                    a_tile(A_RM, RN, kind, vnni, n, work, wst, x + c * ldx, ldx, y + c * ldy + r, ldy, ovec); \
-                for (; c < nc; c++)                                                                   \
-                    a_tile(A_RM, 1, kind, vnni, n, work, wst, x + c * ldx, ldx, y + c * ldy + r, ldy, ovec); \
-            } else {                                                                                  \
-                for (int i = 0; i < rm; i++) {                                                        \
-                    const uint8_t *wi = (const uint8_t *)work + i * wst;                              \
-                    int c = 0;                                                                        \
-                    for (; c + RN <= nc; c += RN)                                                     \
-                        a_tile(1, RN, kind, vnni, n, wi, wst, x + c * ldx, ldx, y + c * ldy + r + i, ldy, ovec); \
-                    for (; c < nc; c++)                                                               \
-                        a_tile(1, 1, kind, vnni, n, wi, wst, x + c * ldx, ldx, y + c * ldy + r + i, ldy, ovec); \
-                }                                                                                     \
-            }                                                                                         \
+/* Tiles over a chunk: RM x RN inside, RM x 1 / 1 x RN / 1 x 1 on the edges
+ * (the same float operations per output in every variant). */
+#define TILE_SWEEP(tile, RM, RN, ...)                                                                 \
+    do {                                                                                              \
+        const uint8_t *w_ = w, *x_ = x;                                                               \
+        int r = 0;                                                                                    \
+        for (; r + RM <= nr; r += RM) {                                                               \
+            int c = 0;                                                                                \
+            for (; c + RN <= nc; c += RN)                                                             \
+                tile(__VA_ARGS__, RM, RN, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
+            for (; c < nc; c++)                                                                       \
+                tile(__VA_ARGS__, RM, 1, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
         }                                                                                             \
-    }
+        for (; r < nr; r++) {                                                                         \
+            int c = 0;                                                                                \
+            for (; c + RN <= nc; c += RN)                                                             \
+                tile(__VA_ARGS__, 1, RN, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
+            for (; c < nc; c++)                                                                       \
+                tile(__VA_ARGS__, 1, 1, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
+        }                                                                                             \
+    } while (0)
 
-#define A_RN_OFF 4
-#define A_RN_MIN 3
-#define A_RN_SGN 3
-A_GEMM(a_gemm_off, A_OFFSET, 0, A_RN_OFF)
-A_GEMM(a_gemm_off_vnni, A_OFFSET, 1, A_RN_OFF)
-A_GEMM(a_gemm_min, A_MIN, 0, A_RN_MIN)
-A_GEMM(a_gemm_min_vnni, A_MIN, 1, A_RN_MIN)
-A_GEMM(a_gemm_sgn, A_SIGNED, 0, A_RN_SGN)
+#define A_RN(T, vnni) (a_kind(T, vnni) == A_OFFSET ? 4 : 3)
 
 #define GEMM_ARGS int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr, \
                   const void *x, size_t ldx, int nc, void *work
-#define GEMM_PASS n, y, ldy, w, ldw, nr, x, ldx, nc, work
-static void gemm_q4_0(GEMM_ARGS) { a_gemm_off(rp_q4_0, 8, GEMM_PASS); }
-static void gemm_q4_0_vnni(GEMM_ARGS) { a_gemm_off_vnni(rp_q4_0, 8, GEMM_PASS); }
-static void gemm_q5_0(GEMM_ARGS) { a_gemm_off(rp_q5_0, 16, GEMM_PASS); }
-static void gemm_q5_0_vnni(GEMM_ARGS) { a_gemm_off_vnni(rp_q5_0, 16, GEMM_PASS); }
-static void gemm_q8_0(GEMM_ARGS) { a_gemm_sgn(rp_q8_0s, 0, GEMM_PASS); }
-static void gemm_q8_0_vnni(GEMM_ARGS) { a_gemm_off_vnni(rp_q8_0u, 128, GEMM_PASS); }
-static void gemm_q4_1(GEMM_ARGS) { a_gemm_min(rp_q4_1, 0, GEMM_PASS); }
-static void gemm_q4_1_vnni(GEMM_ARGS) { a_gemm_min_vnni(rp_q4_1, 0, GEMM_PASS); }
-static void gemm_q5_1(GEMM_ARGS) { a_gemm_min(rp_q5_1, 0, GEMM_PASS); }
-static void gemm_q5_1_vnni(GEMM_ARGS) { a_gemm_min_vnni(rp_q5_1, 0, GEMM_PASS); }
+
+#define A_GEMM(t, T)                                                                 \
+    static void gemm_##t(GEMM_ARGS) {                                                \
+        const int vnni = 0;                                                          \
+        (void)work;                                                                  \
+        TILE_SWEEP(a_tile, A_RM, A_RN(T, 0), T);                                     \
+    }                                                                                \
+    static void gemm_##t##_vnni(GEMM_ARGS) {                                         \
+        const int vnni = 1;                                                          \
+        (void)work;                                                                  \
+        TILE_SWEEP(a_tile, A_RM, A_RN(T, 1), T);                                     \
+    }
+A_GEMM(q4_0, PG_TYPE_Q4_0)
+A_GEMM(q4_1, PG_TYPE_Q4_1)
+A_GEMM(q5_0, PG_TYPE_Q5_0)
+A_GEMM(q5_1, PG_TYPE_Q5_1)
+A_GEMM(q8_0, PG_TYPE_Q8_0)
 
 /* ====================================================================== */
 /* K-quants                                                               */
 /* ====================================================================== */
 
-typedef pg512_kblk kblk;
-
 #define K_RM 3
+#ifndef K_PF
+#define K_PF 4
+#endif
 #define K_RN 3
-/* rows of work buffer: K_RM for the dot-form tiles, 4 for the panel tiles */
-#define K_WORK_ROWS 4
-static size_t k_work(int64_t n) { return K_WORK_ROWS * (size_t)(n / 256) * sizeof(kblk); }
-
-typedef pg512_krepack_fn k_repack_fn;
+/* work rows for the panel tiles (pg512_kpb blocks) */
+static size_t k_work(int64_t n) { return 4 * (size_t)(n / 256) * sizeof(pg512_kpb); }
 
 /* Decoded scales of a block: 16-bit scale and minimum multiplier of each
  * group of 16 values (the convention of pg_kscales in kernels.h). */
@@ -262,22 +300,26 @@ static const int16_t k_dup_idx[2][16] __attribute__((aligned(32))) = {
     {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15},
 };
 
-/* Q4_K/Q5_K: 8 6-bit scales and 8 6-bit mins packed in 12 bytes */
-INLINE kdec dec_q4k(const uint8_t *s12, pg_half d, pg_half dmin) {
-    uint32_t u0, u1, u2, w[4];
-    memcpy(&u0, s12, 4);
-    memcpy(&u1, s12 + 4, 4);
-    memcpy(&u2, s12 + 8, 4);
-    w[0] = u0 & 0x3f3f3f3f;                                          /* scales 0..3 */
-    w[1] = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);             /* scales 4..7 */
-    w[2] = u1 & 0x3f3f3f3f;                                          /* mins 0..3 */
-    w[3] = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);      /* mins 4..7 */
-    __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));
+/* Q4_K/Q5_K: 8 6-bit scales and 8 6-bit mins packed in 12 bytes (u0 u1 u2):
+ *   scales 0..3 = u0 & 0x3f..,  scales 4..7 = (u2 & 0x0f..) | ((u0 >> 2) & 0x30..)
+ *   mins   0..3 = u1 & 0x3f..,  mins   4..7 = ((u2 >> 4) & 0x0f..) | ((u1 >> 2) & 0x30..)
+ * computed in one xmm (the 16-byte load stays inside the block). */
+INLINE kdec dec_q4k(const uint8_t *s12, const pg_half *dd) {
+    __m128i x = _mm_loadu_si128((const __m128i *)s12);
+    __m128i lo = _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 1, 2, 0));                  /* u0 u2 u1 u2 */
+    lo = _mm_and_si128(_mm_srlv_epi32(lo, _mm_set_epi32(4, 0, 0, 0)),
+                       _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    __m128i hi = _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 1, 0, 0));                  /* u0 u0 u1 u1 */
+    hi = _mm_and_si128(_mm_srli_epi32(hi, 2), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    __m256i v = _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));                      /* sc0..7 m0..7 */
     kdec r;
     r.sc = _mm256_permutexvar_epi16(_mm256_load_si256((const __m256i *)k_dup_idx[0]), v);
     r.mn = _mm256_permutexvar_epi16(_mm256_load_si256((const __m256i *)k_dup_idx[1]), v);
-    r.d = h2f(d);
-    r.dmin = h2f(dmin);
+    uint32_t d2;
+    memcpy(&d2, dd, 4);                                                          /* d, dmin */
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
+    r.d = _mm_cvtss_f32(f);
+    r.dmin = _mm_cvtss_f32(_mm_movehdup_ps(f));
     return r;
 }
 
@@ -338,87 +380,81 @@ INLINE __mmask64 hi_bits(const uint8_t *h32, int bit) {
     return _mm512_test_epi8_mask(h, m);
 }
 
-/* Unpack one block: 4 x 64 unsigned values in element order, and its scales. */
-INLINE kdec unpack_q2k(const block_q2_K *b, __m512i q[4]) {
-    for (int c = 0; c < 4; c++) q[c] = two_bits(b->qs + 32 * (c / 2), 2 * (c % 2));
-    return dec_q2k(b);
+INLINE size_t k_block_bytes(const int T) {
+    switch (T) {
+    case PG_TYPE_Q2_K: return sizeof(block_q2_K);
+    case PG_TYPE_Q3_K: return sizeof(block_q3_K);
+    case PG_TYPE_Q4_K: return sizeof(block_q4_K);
+    case PG_TYPE_Q5_K: return sizeof(block_q5_K);
+    default: return sizeof(block_q6_K);
+    }
 }
 
-INLINE kdec unpack_q3k(const block_q3_K *b, __m512i q[4]) {
-    for (int c = 0; c < 4; c++) {
+INLINE kdec k_dec(const int T, const uint8_t *blk) {
+    switch (T) {
+    case PG_TYPE_Q2_K: return dec_q2k((const block_q2_K *)blk);
+    case PG_TYPE_Q3_K: return dec_q3k((const block_q3_K *)blk);
+    case PG_TYPE_Q4_K: {
+        const block_q4_K *b = (const block_q4_K *)blk;
+        return dec_q4k(b->scales, &b->d);
+    }
+    case PG_TYPE_Q5_K: {
+        const block_q5_K *b = (const block_q5_K *)blk;
+        return dec_q4k(b->scales, &b->d);
+    }
+    default: return dec_q6k((const block_q6_K *)blk);
+    }
+}
+
+/* Values 64c .. 64c+63 of a block, unsigned, in element order. */
+INLINE __m512i k_chunk(const int T, const uint8_t *blk, const int c) {
+    if (T == PG_TYPE_Q2_K) {
+        const block_q2_K *b = (const block_q2_K *)blk;
+        return two_bits(b->qs + 32 * (c / 2), 2 * (c % 2));
+    }
+    if (T == PG_TYPE_Q3_K) {
+        const block_q3_K *b = (const block_q3_K *)blk;
         int h = c / 2, j = 2 * (c % 2);
         __m512i v = two_bits(b->qs + 32 * h, j);
-        q[c] = _mm512_mask_add_epi8(v, hi_bits(b->hmask, 4 * h + j), v, _mm512_set1_epi8(4));
+        return _mm512_mask_add_epi8(v, hi_bits(b->hmask, 4 * h + j), v, _mm512_set1_epi8(4));
     }
-    return dec_q3k(b);
-}
-
-INLINE kdec unpack_q4k(const block_q4_K *b, __m512i q[4]) {
-    for (int c = 0; c < 4; c++) q[c] = nib_split(b->qs + 32 * c);
-    return dec_q4k(b->scales, b->d, b->dmin);
-}
-
-INLINE kdec unpack_q5k(const block_q5_K *b, __m512i q[4]) {
-    for (int c = 0; c < 4; c++) {
+    if (T == PG_TYPE_Q4_K) return nib_split(((const block_q4_K *)blk)->qs + 32 * c);
+    if (T == PG_TYPE_Q5_K) {
+        const block_q5_K *b = (const block_q5_K *)blk;
         __m512i v = nib_split(b->qs + 32 * c);
-        q[c] = _mm512_mask_add_epi8(v, hi_bits(b->qh, 2 * c), v, _mm512_set1_epi8(16));
+        return _mm512_mask_add_epi8(v, hi_bits(b->qh, 2 * c), v, _mm512_set1_epi8(16));
     }
-    return dec_q4k(b->scales, b->d, b->dmin);
+    /* Q6_K: values 128h + 0..63 are the low nibbles of ql[64h..+63] with qh
+     * bits 0-1 / 2-3; values 128h + 64..127 the high nibbles, bits 4-5 / 6-7 */
+    const block_q6_K *b = (const block_q6_K *)blk;
+    const int h = c / 2, odd = c % 2;
+    __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+    if (odd) l = _mm512_srli_epi16(l, 4);
+    __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+    qh = odd ? _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0))
+             : _mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4));
+    return _mm512_or_si512(_mm512_and_si512(l, _mm512_set1_epi8(0x0F)), _mm512_and_si512(qh, _mm512_set1_epi8(0x30)));
 }
 
-INLINE kdec unpack_q6k(const block_q6_K *b, __m512i q[4]) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    for (int h = 0; h < 2; h++) {
-        /* elements 128h + 0..63: low nibbles of ql[64h..+63], qh bits 0-1 / 2-3;
-         * elements 128h + 64..127: high nibbles, qh bits 4-5 / 6-7 */
-        __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
-        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
-        __m512i h0 = _mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4));
-        __m512i h1 = _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
-        q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h0, m30));
-        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(h1, m30));
-    }
-    return dec_q6k(b);
-}
-
-INLINE void store_kblk(kblk *o, const __m512i q[4], kdec k) {
-    for (int c = 0; c < 4; c++) _mm512_store_si512(o->q + 64 * c, q[c]);
-    __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(k.mn));
-    _mm512_store_ps(o->wmin, _mm512_mul_ps(mn, _mm512_set1_ps(-k.dmin)));
-    _mm256_store_si256((__m256i *)o->sc, k.sc);
-    o->d = k.d;
-}
-
-INLINE void store_kpb(pg512_kpb *o, const __m512i q[4], kdec k) {
-    for (int c = 0; c < 4; c++) _mm512_store_si512(o->q + 64 * c, q[c]);
-    _mm512_store_si512(o->sc, _mm512_cvtepi16_epi32(k.sc));
-    _mm256_store_si256((__m256i *)o->mn, k.mn);
-    o->d = k.d;
-    o->dmin = k.dmin;
-}
-
-#define K_REPACK(t, blk_t)                                                            \
-    static void rk_##t(const uint8_t *src, int64_t nb, void *dst) {                    \
-        const blk_t *b = (const blk_t *)src;                                            \
+/* Repacked blocks for the panel tiles. */
+#define K_REPACK(name, T)                                                             \
+    static void name(const uint8_t *src, int64_t nb, void *dst) {                      \
         for (int64_t i = 0; i < nb; i++) {                                              \
-            __m512i q[4];                                                               \
-            kdec k = unpack_##t(&b[i], q);                                              \
-            store_kblk((kblk *)dst + i, q, k);                                          \
-        }                                                                               \
-    }                                                                                   \
-    static void rkp_##t(const uint8_t *src, int64_t nb, void *dst) {                   \
-        const blk_t *b = (const blk_t *)src;                                            \
-        for (int64_t i = 0; i < nb; i++) {                                              \
-            __m512i q[4];                                                               \
-            kdec k = unpack_##t(&b[i], q);                                              \
-            store_kpb((pg512_kpb *)dst + i, q, k);                                      \
+            const uint8_t *blk = src + i * k_block_bytes(T);                            \
+            pg512_kpb *o = (pg512_kpb *)dst + i;                                        \
+            UNROLL for (int c = 0; c < 4; c++) _mm512_store_si512(o->q + 64 * c, k_chunk(T, blk, c)); \
+            kdec k = k_dec(T, blk);                                                     \
+            _mm512_store_si512(o->sc, _mm512_cvtepi16_epi32(k.sc));                     \
+            _mm256_store_si256((__m256i *)o->mn, k.mn);                                 \
+            o->d = k.d;                                                                 \
+            o->dmin = k.dmin;                                                           \
         }                                                                               \
     }
-K_REPACK(q2k, block_q2_K)
-K_REPACK(q3k, block_q3_K)
-K_REPACK(q4k, block_q4_K)
-K_REPACK(q5k, block_q5_K)
-K_REPACK(q6k, block_q6_K)
+K_REPACK(rkp_q2k, PG_TYPE_Q2_K)
+K_REPACK(rkp_q3k, PG_TYPE_Q3_K)
+K_REPACK(rkp_q4k, PG_TYPE_Q4_K)
+K_REPACK(rkp_q5k, PG_TYPE_Q5_K)
+K_REPACK(rkp_q6k, PG_TYPE_Q6_K)
 
 /* For the 64 values c of a block: 16-bit lane l (values 2l, 2l+1) takes the
  * scale of group 4c + l/8. */
@@ -429,22 +465,31 @@ static const int16_t k_scale_idx[4][32] __attribute__((aligned(64))) = {
 #undef R
 };
 
-/* RM x RN tile over all blocks.  w: RM repacked rows of nb kblk (row stride nb) */
-INLINE void k_tile(const int RM, const int RN, const int vnni, int64_t n, const kblk *w,
-                   const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
+/* RM x RN tile over all blocks.  w: RM GGUF rows (stride ldw) */
+INLINE void k_tile(const int T, const int RM, const int RN, const int vnni, int64_t n, const uint8_t *w,
+                   size_t ldw, const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
     int64_t nb = n / 256;
     __m512 acc[K_RM][K_RN];
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk[K_RM];
+        kdec kd[K_RM];
+        UNROLL for (int i = 0; i < RM; i++) {
+            blk[i] = w + i * ldw + b * k_block_bytes(T);
+            /* a few blocks ahead: hides the latency the stream prefetcher leaves */
+            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T), _MM_HINT_T0);
+            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 128, _MM_HINT_T0);
+            kd[i] = k_dec(T, blk[i]);
+        }
         __m512i is[K_RM][K_RN];
         UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) is[i][j] = _mm512_setzero_si512();
         UNROLL for (int c = 0; c < 4; c++) {
             const __m512i idx = _mm512_load_si512(k_scale_idx[c]);
             __m512i wq[K_RM], sv[K_RM];
             UNROLL for (int i = 0; i < RM; i++) {
-                const kblk *blk = w + i * nb + b;
-                wq[i] = _mm512_load_si512(blk->q + 64 * c);
-                sv[i] = _mm512_permutexvar_epi16(idx, _mm512_load_si512(blk->sc));
+                wq[i] = k_chunk(T, blk[i], c);
+                sv[i] = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(kd[i].sc));
             }
             UNROLL for (int j = 0; j < RN; j++) {
                 __m512i xq = _mm512_loadu_si512(x + j * ldx + 256 * b + 64 * c);
@@ -455,15 +500,17 @@ INLINE void k_tile(const int RM, const int RN, const int vnni, int64_t n, const 
                 }
             }
         }
+        __m512 wmin[K_RM];
+        UNROLL for (int i = 0; i < RM; i++)
+            wmin[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(kd[i].mn)), _mm512_set1_ps(-kd[i].dmin));
         UNROLL for (int j = 0; j < RN; j++) {
             const uint8_t *xr = x + j * ldx;
             __m512 xd = _mm512_set1_ps(pg_act_q8_d(xr, n)[b]);
             __m512 xm = _mm512_loadu_ps(pg_act_q8_dbs(xr, n) + 16 * b);
             UNROLL for (int i = 0; i < RM; i++) {
-                const kblk *blk = w + i * nb + b;
                 acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[i][j]),
-                                            _mm512_mul_ps(_mm512_set1_ps(blk->d), xd), acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_load_ps(blk->wmin), xm, acc[i][j]);
+                                            _mm512_mul_ps(_mm512_set1_ps(kd[i].d), xd), acc[i][j]);
+                acc[i][j] = _mm512_fmadd_ps(wmin[i], xm, acc[i][j]);
             }
         }
     }
@@ -471,43 +518,22 @@ INLINE void k_tile(const int RM, const int RN, const int vnni, int64_t n, const 
         y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-#define K_GEMM(name, vnni)                                                                            \
-    static void name(k_repack_fn rp, int64_t n, float *y, int64_t ldy, const void *w, size_t ldw,     \
-                     int nr, const void *xv, size_t ldx, int nc, void *work) {                        \
-        const uint8_t *x = xv;                                                                        \
-        int64_t nb = n / 256;                                                                         \
-        kblk *kw = work;                                                                              \
-        for (int r = 0; r < nr; r += K_RM) {                                                          \
-            int rm = PG_MIN(K_RM, nr - r);                                                            \
-            for (int i = 0; i < rm; i++) rp((const uint8_t *)w + (size_t)(r + i) * ldw, nb, kw + i * nb); \
-            if (rm == K_RM) {                                                                         \
-                int c = 0;                                                                            \
-                for (; c + K_RN <= nc; c += K_RN)                                                     \
-                    k_tile(K_RM, K_RN, vnni, n, kw, x + c * ldx, ldx, y + c * ldy + r, ldy);          \
-                for (; c < nc; c++) k_tile(K_RM, 1, vnni, n, kw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-            } else {                                                                                  \
-                for (int i = 0; i < rm; i++) {                                                        \
-                    int c = 0;                                                                        \
-                    for (; c + K_RN <= nc; c += K_RN)                                                 \
-                        k_tile(1, K_RN, vnni, n, kw + i * nb, x + c * ldx, ldx, y + c * ldy + r + i, ldy); \
-                    for (; c < nc; c++)                                                               \
-                        k_tile(1, 1, vnni, n, kw + i * nb, x + c * ldx, ldx, y + c * ldy + r + i, ldy); \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
+#define K_GEMM(t, T)                                                                 \
+    static void gemm_##t(GEMM_ARGS) {                                                \
+        const int vnni = 0;                                                          \
+        (void)work;                                                                  \
+        TILE_SWEEP(k_tile, K_RM, K_RN, T);                                           \
+    }                                                                                \
+    static void gemm_##t##_vnni(GEMM_ARGS) {                                         \
+        const int vnni = 1;                                                          \
+        (void)work;                                                                  \
+        TILE_SWEEP(k_tile, K_RM, K_RN, T);                                           \
     }
-
-K_GEMM(k_gemm, 0)
-K_GEMM(k_gemm_vnni, 1)
-
-#define K_TYPE(t, rp)                                                             \
-    static void gemm_##t(GEMM_ARGS) { k_gemm(rp, GEMM_PASS); }                    \
-    static void gemm_##t##_vnni(GEMM_ARGS) { k_gemm_vnni(rp, GEMM_PASS); }
-K_TYPE(q2k, rk_q2k)
-K_TYPE(q3k, rk_q3k)
-K_TYPE(q4k, rk_q4k)
-K_TYPE(q5k, rk_q5k)
-K_TYPE(q6k, rk_q6k)
+K_GEMM(q2k, PG_TYPE_Q2_K)
+K_GEMM(q3k, PG_TYPE_Q3_K)
+K_GEMM(q4k, PG_TYPE_Q4_K)
+K_GEMM(q5k, PG_TYPE_Q5_K)
+K_GEMM(q6k, PG_TYPE_Q6_K)
 
 pg512_arepack_fn pg512_arepack_of(int type, int vnni) {
     switch (type) {
@@ -515,18 +541,18 @@ pg512_arepack_fn pg512_arepack_of(int type, int vnni) {
     case PG_TYPE_Q4_1: return rp_q4_1;
     case PG_TYPE_Q5_0: return rp_q5_0;
     case PG_TYPE_Q5_1: return rp_q5_1;
-    case PG_TYPE_Q8_0: return vnni ? rp_q8_0u : rp_q8_0s;
+    case PG_TYPE_Q8_0: return vnni ? rp_q8_0u : NULL;   /* no signed panel form */
     default: return NULL;
     }
 }
 
-pg512_krepack_fn pg512_krepack_of(int type, int panel) {
+pg512_krepack_fn pg512_krepack_of(int type) {
     switch (type) {
-    case PG_TYPE_Q2_K: return panel ? rkp_q2k : rk_q2k;
-    case PG_TYPE_Q3_K: return panel ? rkp_q3k : rk_q3k;
-    case PG_TYPE_Q4_K: return panel ? rkp_q4k : rk_q4k;
-    case PG_TYPE_Q5_K: return panel ? rkp_q5k : rk_q5k;
-    case PG_TYPE_Q6_K: return panel ? rkp_q6k : rk_q6k;
+    case PG_TYPE_Q2_K: return rkp_q2k;
+    case PG_TYPE_Q3_K: return rkp_q3k;
+    case PG_TYPE_Q4_K: return rkp_q4k;
+    case PG_TYPE_Q5_K: return rkp_q5k;
+    case PG_TYPE_Q6_K: return rkp_q6k;
     default: return NULL;
     }
 }
@@ -534,11 +560,11 @@ pg512_krepack_fn pg512_krepack_of(int type, int panel) {
 void pg_avx512_fill_quant(pg_kernels *k, int vnni) {
 #define SET(type, f, mr_, nr_, work_) \
     k->gemm[type] = (pg_gemm_kernel){.fn = vnni ? f##_vnni : f, .mr = mr_, .nr = nr_, .work = work_}
-    SET(PG_TYPE_Q4_0, gemm_q4_0, A_RM, A_RN_OFF, a_work);
-    SET(PG_TYPE_Q5_0, gemm_q5_0, A_RM, A_RN_OFF, a_work);
-    SET(PG_TYPE_Q4_1, gemm_q4_1, A_RM, A_RN_MIN, a_work);
-    SET(PG_TYPE_Q5_1, gemm_q5_1, A_RM, A_RN_MIN, a_work);
-    SET(PG_TYPE_Q8_0, gemm_q8_0, A_RM, vnni ? A_RN_OFF : A_RN_SGN, a_work);
+    SET(PG_TYPE_Q4_0, gemm_q4_0, A_RM, A_RN(PG_TYPE_Q4_0, vnni), a_work);
+    SET(PG_TYPE_Q5_0, gemm_q5_0, A_RM, A_RN(PG_TYPE_Q5_0, vnni), a_work);
+    SET(PG_TYPE_Q4_1, gemm_q4_1, A_RM, A_RN(PG_TYPE_Q4_1, vnni), a_work);
+    SET(PG_TYPE_Q5_1, gemm_q5_1, A_RM, A_RN(PG_TYPE_Q5_1, vnni), a_work);
+    SET(PG_TYPE_Q8_0, gemm_q8_0, A_RM, A_RN(PG_TYPE_Q8_0, vnni), a_work);
     SET(PG_TYPE_Q2_K, gemm_q2k, K_RM, K_RN, k_work);
     SET(PG_TYPE_Q3_K, gemm_q3k, K_RM, K_RN, k_work);
     SET(PG_TYPE_Q4_K, gemm_q4k, K_RM, K_RN, k_work);
