@@ -314,3 +314,31 @@ def test_kernel_names():
             assert name.startswith(tier)
             if generic:
                 assert "vnni" not in name and "bf16" not in name and "dotprod" not in name
+
+
+# ---------------------------------------------------------------- NEON under emulation
+
+@pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
+def test_neon_tier_under_qemu(tmp_path, march):
+    """The NEON kernels cannot run on x86: cross-compile the C core with a C
+    harness (tests/neon_check.c) and run it under qemu-aarch64 against the
+    scalar tier.  Skipped when the cross compiler or qemu is missing."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+    cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    if not cc or not qemu:
+        pytest.skip("needs aarch64-linux-gnu-gcc and qemu-aarch64")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = str(tmp_path / "neon_check")
+    # the core files the kernels need (not the whole library: other parts may need more libraries)
+    names = ["status", "cpu", "types", "dequant", "quantize", "threadpool", "matmul"]
+    srcs = [os.path.join(root, "csrc", f"{n}.c") for n in names]
+    srcs += sorted(glob.glob(os.path.join(root, "csrc", "kernels_*.c")))
+    subprocess.run([cc, "-O2", f"-march={march}", "-std=gnu11", "-pthread", "-w", "-I", os.path.join(root, "csrc"),
+                    *srcs, os.path.join(root, "tests", "neon_check.c"), "-o", exe, "-static", "-lm"],
+                   check=True, capture_output=True)
+    out = subprocess.run([qemu, "-cpu", "max", exe], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ("neon-dotprod" in out.stdout) == ("dotprod" in march)
