@@ -73,12 +73,13 @@ INLINE float f_x1(const int T, const uint8_t *row, int64_t k) {
     return T == F_BF16 ? pg_bf16_to_f32(((const uint16_t *)row)[k]) : ((const float *)row)[k];
 }
 
-INLINE void f_tile(const int RM, const int RN, const int T, int64_t n, const uint8_t *w, size_t ldw,
+/* Values k0 .. k1-1 of the dot products; y = partial sums (k0 == 0) or y + them. */
+INLINE void f_tile(const int RM, const int RN, const int T, int64_t k0, int64_t k1, const uint8_t *w, size_t ldw,
                    const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
     __m256 acc[F_RM][F_RN];
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
         __m256 a[F_RM];
         UNROLL for (int i = 0; i < RM; i++) a[i] = f_loadw(T, w + i * ldw, k);
         UNROLL for (int j = 0; j < RN; j++) {
@@ -88,28 +89,36 @@ INLINE void f_tile(const int RM, const int RN, const int T, int64_t n, const uin
     }
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) {
         float s = hsum8(acc[i][j]);
-        for (int64_t t = k; t < n; t++) s += f_w1(T, w + i * ldw, t) * f_x1(T, x + j * ldx, t);
-        y[j * ldy + i] = s;
+        for (int64_t t = k; t < k1; t++) s += f_w1(T, w + i * ldw, t) * f_x1(T, x + j * ldx, t);
+        y[j * ldy + i] = (k0 ? y[j * ldy + i] : 0.0f) + s;
     }
 }
 
+/* The chunk in blocks of F_KB values: a tile's rows and columns of one block
+ * stay in L1 (4 + 4 rows of 4 KB) while the block is swept. */
+#define F_KB 1024
 #define F_GEMM(name, T)                                                                              \
     static void name(int64_t n, float *y, int64_t ldy, const void *wv, size_t ldw, int nr,           \
                      const void *xv, size_t ldx, int nc, void *work) {                               \
         const uint8_t *w = wv, *x = xv;                                                              \
         (void)work;                                                                                  \
-        int r = 0;                                                                                   \
-        for (; r + F_RM <= nr; r += F_RM) {                                                          \
-            int c = 0;                                                                               \
-            for (; c + F_RN <= nc; c += F_RN)                                                        \
-                f_tile(F_RM, F_RN, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy);  \
-            for (; c < nc; c++) f_tile(F_RM, 1, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                            \
-        for (; r < nr; r++) {                                                                        \
-            int c = 0;                                                                               \
-            for (; c + F_RN <= nc; c += F_RN)                                                        \
-                f_tile(1, F_RN, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy);     \
-            for (; c < nc; c++) f_tile(1, 1, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+        for (int64_t k0 = 0; k0 < n; k0 += F_KB) {                                                   \
+            int64_t k1 = PG_MIN(n, k0 + F_KB);                                                       \
+            int r = 0;                                                                               \
+            for (; r + F_RM <= nr; r += F_RM) {                                                      \
+                int c = 0;                                                                           \
+                for (; c + F_RN <= nc; c += F_RN)                                                    \
+                    f_tile(F_RM, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+                for (; c < nc; c++)                                                                  \
+                    f_tile(F_RM, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+            }                                                                                        \
+            for (; r < nr; r++) {                                                                    \
+                int c = 0;                                                                           \
+                for (; c + F_RN <= nc; c += F_RN)                                                    \
+                    f_tile(1, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+                for (; c < nc; c++)                                                                  \
+                    f_tile(1, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+            }                                                                                        \
         }                                                                                            \
     }
 

@@ -71,35 +71,44 @@ INLINE void f_step(const int RM, const int RN, const int T, __m512 acc[F_RM][F_R
     }
 }
 
-INLINE void f_tile(const int RM, const int RN, const int T, int64_t n, const uint8_t *w, size_t ldw,
+/* Values k0 .. k1-1 of the dot products; y = partial sums (k0 == 0) or y + them. */
+INLINE void f_tile(const int RM, const int RN, const int T, int64_t k0, int64_t k1, const uint8_t *w, size_t ldw,
                    const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
     const int64_t step = T == F_BF16DP ? 32 : 16;
     __m512 acc[F_RM][F_RN];
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + step <= n; k += step) f_step(RM, RN, T, acc, k, 0xFFFFFFFFu, w, ldw, x, ldx);
-    if (k < n) f_step(RM, RN, T, acc, k, step == 32 ? tail32(n - k) : tail16(n - k), w, ldw, x, ldx);
+    int64_t k = k0;
+    for (; k + step <= k1; k += step) f_step(RM, RN, T, acc, k, 0xFFFFFFFFu, w, ldw, x, ldx);
+    if (k < k1) f_step(RM, RN, T, acc, k, step == 32 ? tail32(k1 - k) : tail16(k1 - k), w, ldw, x, ldx);
     UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
-        y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+        y[j * ldy + i] = (k0 ? y[j * ldy + i] : 0.0f) + _mm512_reduce_add_ps(acc[i][j]);
 }
 
+/* The chunk in blocks of F_KB values: a tile's rows and columns of one block
+ * stay in L1 (4 + 4 rows of 4 KB) while the block is swept. */
+#define F_KB 1024
 #define F_GEMM(name, T)                                                                              \
     static void name(int64_t n, float *y, int64_t ldy, const void *wv, size_t ldw, int nr,           \
                      const void *xv, size_t ldx, int nc, void *work) {                               \
         const uint8_t *w = wv, *x = xv;                                                              \
         (void)work;                                                                                  \
-        int r = 0;                                                                                   \
-        for (; r + F_RM <= nr; r += F_RM) {                                                          \
-            int c = 0;                                                                               \
-            for (; c + F_RN <= nc; c += F_RN)                                                        \
-                f_tile(F_RM, F_RN, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy);  \
-            for (; c < nc; c++) f_tile(F_RM, 1, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                            \
-        for (; r < nr; r++) {                                                                        \
-            int c = 0;                                                                               \
-            for (; c + F_RN <= nc; c += F_RN)                                                        \
-                f_tile(1, F_RN, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy);     \
-            for (; c < nc; c++) f_tile(1, 1, T, n, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+        for (int64_t k0 = 0; k0 < n; k0 += F_KB) {                                                   \
+            int64_t k1 = PG_MIN(n, k0 + F_KB);                                                       \
+            int r = 0;                                                                               \
+            for (; r + F_RM <= nr; r += F_RM) {                                                      \
+                int c = 0;                                                                           \
+                for (; c + F_RN <= nc; c += F_RN)                                                    \
+                    f_tile(F_RM, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+                for (; c < nc; c++)                                                                  \
+                    f_tile(F_RM, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+            }                                                                                        \
+            for (; r < nr; r++) {                                                                    \
+                int c = 0;                                                                           \
+                for (; c + F_RN <= nc; c += F_RN)                                                    \
+                    f_tile(1, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+                for (; c < nc; c++)                                                                  \
+                    f_tile(1, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
+            }                                                                                        \
         }                                                                                            \
     }
 
