@@ -266,7 +266,7 @@ INLINE __m256i k_chunk(const int T, const uint8_t *blk, const int c) {
 
 /* 16-bit lanes 0..7 take scale 2c, lanes 8..15 scale 2c+1 (c = 0..7) */
 INLINE __m256i k_scale_vec(__m256i sc, const int c) {
-    __m256i half = _mm256_permute2x128_si256(sc, sc, c < 4 ? 0x00 : 0x11);
+    __m256i half = c < 4 ? _mm256_permute2x128_si256(sc, sc, 0x00) : _mm256_permute2x128_si256(sc, sc, 0x11);
     const int w0 = (2 * c) % 8, w1 = w0 + 1;
     const __m256i pat = _mm256_setr_epi8(2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1,
                                          2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1,

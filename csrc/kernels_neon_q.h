@@ -4,7 +4,10 @@
 
 /* acc + 4-way dot products of 16 signed bytes */
 static inline __attribute__((always_inline)) int32x4_t NQ(dot16)(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if NQ_DP
+#if NQ_DP && defined(__clang__)   /* clang declares vdotq_s32 only for -march=...+dotprod */
+    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+#elif NQ_DP
     return vdotq_s32(acc, a, b);
 #else
     int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));

@@ -93,10 +93,12 @@ static unsigned wait_job(pg_pool *pool, unsigned seen) {
     return g;
 }
 
-/* Take share `a->ith` of job g; 0 if someone already has. */
+/* Take share `a->ith` of job g; 0 if someone already has.  Claims only move
+ * forward: a worker that saw g late must not take a share of a newer job
+ * (claim > g), which the caller may already have run. */
 static int claim_share(worker_arg *a, unsigned g) {
     unsigned c = atomic_load_explicit(&a->claim, memory_order_relaxed);
-    return c != g && atomic_compare_exchange_strong(&a->claim, &c, g);
+    return (int)(c - g) < 0 && atomic_compare_exchange_strong(&a->claim, &c, g);
 }
 
 static void *worker_main(void *p) {
@@ -252,3 +254,35 @@ PG_API void pg_pool_free(pg_pool *pool) {
 }
 
 PG_API int pg_pool_size(const pg_pool *pool) { return pool ? pool->n : 0; }
+
+/* ---- self-test hook: many tiny jobs, each share must run exactly once ---- */
+
+typedef struct {
+    atomic_int runs[PG_POOL_MAX_THREADS];   /* (n) times each share ran in this job */
+    int spin;                               /* busy work per share */
+} selftest_job;
+
+static void selftest_fn(void *p, int ith, int nth) {
+    selftest_job *j = p;
+    (void)nth;
+    atomic_fetch_add_explicit(&j->runs[ith], 1, memory_order_relaxed);
+    for (volatile int i = 0; i < j->spin; i++) {
+    }
+}
+
+PG_API int64_t pg_pool_selftest(pg_pool *pool, int iterations) {
+    if (!pool || iterations < 0) return -1;
+    int64_t bad = 0;
+    selftest_job *j = pg_malloc_aligned(sizeof *j);
+    if (!j) return -1;
+    for (int it = 0; it < iterations; it++) {
+        for (int i = 0; i < pool->n; i++) atomic_init(&j->runs[i], 0);
+        j->spin = it % 7 == 0 ? 2000 : it % 3;   /* mostly tiny jobs, a few longer ones */
+        pg_pool_run(pool, selftest_fn, j);
+        for (int i = 0; i < pool->n; i++)
+            if (atomic_load(&j->runs[i]) != 1) bad++;
+    }
+    pg_free_aligned(j);
+    return bad;
+}
+

@@ -258,15 +258,31 @@ def test_pool_sizes():
     assert lib.pg_pool_size(ffi.NULL) == 0
 
 
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_pool_runs_every_share_exactly_once(threads):
+    """Tens of thousands of tiny jobs, more threads than cores: workers are
+    preempted between seeing a job and claiming their share, the caller runs
+    late shares itself; no share may run twice or be skipped."""
+    p = ffi.new("pg_pool **")
+    check(lib.pg_pool_create(threads, p))
+    try:
+        assert lib.pg_pool_selftest(p[0], 30000) == 0
+    finally:
+        lib.pg_pool_free(p[0])
+
+
 def test_pool_survives_many_small_jobs(pools):
-    """Thousands of back-to-back dispatches (the decode pattern) stay correct."""
+    """Thousands of back-to-back dispatches (the decode pattern) stay correct,
+    also with more threads than cores (workers get preempted, the caller runs
+    their shares).  The matrix is above the size run on the caller alone."""
     rng = np.random.default_rng(5)
-    raw = rand_weights(rng, "Q8_0", 96, 256)
-    x = rng.standard_normal((1, 256)).astype(np.float32)
-    y0 = matmul(pools[3], "Q8_0", raw, 96, 256, x)
-    for _ in range(2000):
-        y = matmul(pools[3], "Q8_0", raw, 96, 256, x)
-    assert np.array_equal(y, y0)
+    raw = rand_weights(rng, "Q8_0", 256, 512)
+    x = rng.standard_normal((5, 512)).astype(np.float32)
+    y0 = matmul(pools[1], "Q8_0", raw, 256, 512, x)
+    for i in range(3000):
+        ntok = 1 + i % 5
+        y = matmul(pools[2 + i % 2], "Q8_0", raw, 256, 512, x[:ntok])
+        assert np.array_equal(y, y0[:ntok])
 
 
 # ---------------------------------------------------------------- vector helpers
