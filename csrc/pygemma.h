@@ -172,19 +172,310 @@ PG_API int64_t pg_pool_selftest(pg_pool *pool, int iterations);
 /* GGUF files (gguf.c, zipfile.c)                                        */
 /* ===================================================================== */
 
-/* (section owned by the GGUF reader) */
+/* CDEF BEGIN */
+
+/* A parsed GGUF file (v2 or v3, little-endian), or the .gguf stored in a
+ * llamafile (an executable that is also a ZIP archive).  The file is mapped
+ * read-only and nothing is copied but names and strings; the handle is
+ * immutable once opened, so any number of threads may query it.
+ *
+ * Opening validates everything later queries rely on: bounds of every read,
+ * counts and lengths against the bytes left, value and tensor type numbers,
+ * dims (1 <= ne, at most 4, element count < 2^63), rows a multiple of the
+ * type's block, tensor data aligned, inside the file and not overlapping,
+ * unique keys and tensor names, `general.alignment` a UINT32 power of two.
+ * Failures: PG_ERR_IO (open/stat/mmap) or PG_ERR_FORMAT, the message naming
+ * the key, tensor or ZIP member and the offset.
+ *
+ * Indices: kv i in [0, n_kv), tensor t in [0, n_tensors); out-of-range
+ * indices give NULL / -1 / 0, never a crash.  Strings are NUL-terminated but
+ * may contain NULs, hence the lengths.  Numeric data is raw little-endian and
+ * may be unaligned (read with memcpy). */
+typedef struct pg_gguf pg_gguf;
+
+typedef enum {
+    PG_GGUF_UINT8 = 0, PG_GGUF_INT8 = 1, PG_GGUF_UINT16 = 2, PG_GGUF_INT16 = 3, PG_GGUF_UINT32 = 4,
+    PG_GGUF_INT32 = 5, PG_GGUF_FLOAT32 = 6, PG_GGUF_BOOL = 7, PG_GGUF_STRING = 8, PG_GGUF_ARRAY = 9,
+    PG_GGUF_UINT64 = 10, PG_GGUF_INT64 = 11, PG_GGUF_FLOAT64 = 12
+} pg_gguf_type;
+
+PG_API pg_status pg_gguf_open(const char *path, pg_gguf **out);                 /* .gguf or llamafile; mmap */
+PG_API pg_status pg_gguf_open_memory(const void *data, size_t size, pg_gguf **out); /* caller keeps data alive */
+PG_API void pg_gguf_close(pg_gguf *g);                                          /* NULL ok */
+
+PG_API uint32_t pg_gguf_version(const pg_gguf *g);
+PG_API uint64_t pg_gguf_alignment(const pg_gguf *g);
+PG_API uint64_t pg_gguf_data_offset(const pg_gguf *g);   /* data section start, from the GGUF start */
+PG_API uint64_t pg_gguf_image_offset(const pg_gguf *g);  /* GGUF start in the file (llamafile member; else 0) */
+PG_API uint64_t pg_gguf_image_size(const pg_gguf *g);    /* bytes of the GGUF */
+PG_API const char *pg_gguf_type_name(int gguf_type);     /* "UINT32"; NULL if unknown */
+PG_API int pg_gguf_type_size(int gguf_type);             /* bytes of a scalar; 0 for STRING/ARRAY/unknown */
+
+/* Metadata by index. */
+PG_API int64_t pg_gguf_n_kv(const pg_gguf *g);
+PG_API const char *pg_gguf_kv_key(const pg_gguf *g, int64_t i);                 /* NUL-terminated */
+PG_API uint64_t pg_gguf_kv_key_len(const pg_gguf *g, int64_t i);
+PG_API int64_t pg_gguf_find_key(const pg_gguf *g, const char *key);             /* -1 if absent */
+PG_API int pg_gguf_kv_type(const pg_gguf *g, int64_t i);                        /* pg_gguf_type */
+/* Any integer type or bool; error (naming the key) if not integer / out of int64 range. */
+PG_API pg_status pg_gguf_kv_get_int(const pg_gguf *g, int64_t i, int64_t *out);
+PG_API pg_status pg_gguf_kv_get_float(const pg_gguf *g, int64_t i, double *out);  /* float32/64 or any integer */
+PG_API pg_status pg_gguf_kv_get_str(const pg_gguf *g, int64_t i, const char **s, uint64_t *len); /* len excludes NUL */
+PG_API int pg_gguf_kv_arr_type(const pg_gguf *g, int64_t i);                    /* element type; -1 if not an array */
+PG_API int64_t pg_gguf_kv_arr_len(const pg_gguf *g, int64_t i);                 /* -1 if not an array */
+PG_API const void *pg_gguf_kv_arr_data(const pg_gguf *g, int64_t i);            /* numeric arrays: raw elements; else NULL */
+PG_API pg_status pg_gguf_kv_arr_str(const pg_gguf *g, int64_t i, int64_t j, const char **s, uint64_t *len);
+/* The value exactly as encoded in the file (u32 type tag + payload), to copy it verbatim. */
+PG_API pg_status pg_gguf_kv_raw(const pg_gguf *g, int64_t i, const void **data, uint64_t *nbytes);
+
+/* Value handles (>= 0): every key's value, and every element of an array of
+ * arrays, for walking nested arrays.  The val_* getters mirror the kv_* ones
+ * (their errors do not name the key). */
+PG_API int64_t pg_gguf_kv_value(const pg_gguf *g, int64_t i);                   /* -1 if i is out of range */
+PG_API int pg_gguf_val_type(const pg_gguf *g, int64_t v);                       /* -1 if v is invalid */
+PG_API int pg_gguf_val_arr_type(const pg_gguf *g, int64_t v);
+PG_API int64_t pg_gguf_val_arr_len(const pg_gguf *g, int64_t v);
+PG_API int64_t pg_gguf_val_arr_elem(const pg_gguf *g, int64_t v, int64_t j);    /* arrays of arrays; else -1 */
+PG_API const void *pg_gguf_val_data(const pg_gguf *g, int64_t v);               /* numeric scalar or array: raw bytes */
+PG_API pg_status pg_gguf_val_get_int(const pg_gguf *g, int64_t v, int64_t *out);
+PG_API pg_status pg_gguf_val_get_float(const pg_gguf *g, int64_t v, double *out);
+PG_API pg_status pg_gguf_val_get_str(const pg_gguf *g, int64_t v, const char **s, uint64_t *len);
+PG_API pg_status pg_gguf_val_arr_str(const pg_gguf *g, int64_t v, int64_t j, const char **s, uint64_t *len);
+/* All strings of a string array back to back, each followed by its NUL (nbytes includes them). */
+PG_API pg_status pg_gguf_val_arr_str_block(const pg_gguf *g, int64_t v, const char **block, uint64_t *nbytes);
+
+/* Tensors by index. */
+PG_API int64_t pg_gguf_n_tensors(const pg_gguf *g);
+PG_API int64_t pg_gguf_find_tensor(const pg_gguf *g, const char *name);         /* -1 if absent */
+PG_API const char *pg_gguf_tensor_name(const pg_gguf *g, int64_t t);
+PG_API uint64_t pg_gguf_tensor_name_len(const pg_gguf *g, int64_t t);
+PG_API int pg_gguf_tensor_type(const pg_gguf *g, int64_t t);                    /* GGML type number */
+PG_API int pg_gguf_tensor_ndim(const pg_gguf *g, int64_t t);                    /* 0..4 */
+PG_API int64_t pg_gguf_tensor_dim(const pg_gguf *g, int64_t t, int d);          /* ne[d], GGUF order; 1 for d >= ndim */
+PG_API int64_t pg_gguf_tensor_nelements(const pg_gguf *g, int64_t t);
+PG_API uint64_t pg_gguf_tensor_offset(const pg_gguf *g, int64_t t);             /* relative to the data section */
+PG_API uint64_t pg_gguf_tensor_nbytes(const pg_gguf *g, int64_t t);
+/* Pointer into the mapping (alignment: the file's, plus the member offset in a llamafile). */
+PG_API const void *pg_gguf_tensor_data(const pg_gguf *g, int64_t t);
+
+/* CDEF END */
 
 /* ===================================================================== */
 /* Tokenizer (tokenizer.c)                                               */
 /* ===================================================================== */
 
-/* (section owned by the tokenizer) */
+/* CDEF BEGIN */
+
+/* A SentencePiece-style ("llama" / SPM) tokenizer that reproduces llama.cpp's
+ * llm_tokenizer_spm exactly: user-defined tokens (and, with parse_special,
+ * control tokens) are cut out of the raw text first, longest first; the rest
+ * is merged by token score with a <0xXX> byte fallback.  Immutable once
+ * created, so one tokenizer may serve many threads at once. */
+typedef struct pg_tokenizer pg_tokenizer;
+
+/* GGUF tokenizer.ggml.token_type values. */
+typedef enum {
+    PG_TOKEN_UNDEFINED = 0,
+    PG_TOKEN_NORMAL = 1,
+    PG_TOKEN_UNKNOWN = 2,
+    PG_TOKEN_CONTROL = 3,
+    PG_TOKEN_USER_DEFINED = 4,
+    PG_TOKEN_UNUSED = 5,
+    PG_TOKEN_BYTE = 6
+} pg_token_type;
+
+/* Everything the tokenizer needs, as found in a GGUF file's metadata.  The
+ * arrays are copied by pg_tokenizer_create and may be freed afterwards. */
+typedef struct {
+    int64_t n_vocab;
+    const char *const *tokens;   /* (n_vocab) token texts; may hold any bytes */
+    const uint64_t *token_lens;  /* (n_vocab) byte lengths; NULL: NUL-terminated */
+    const float *scores;         /* (n_vocab) merge scores; NULL: all 0 */
+    const int32_t *types;        /* (n_vocab) pg_token_type; NULL: all normal */
+    int32_t bos_id;              /* -1 when absent */
+    int32_t eos_id;
+    int32_t unk_id;
+    int32_t pad_id;
+    int32_t add_bos;             /* tokenizer.ggml.add_bos_token */
+    int32_t add_eos;             /* tokenizer.ggml.add_eos_token */
+    int32_t add_space_prefix;    /* tokenizer.ggml.add_space_prefix */
+} pg_tokenizer_config;
+
+/* Fill `cfg` with llama.cpp's defaults for a "llama" vocabulary whose GGUF
+ * lacks the optional keys: bos 1, eos 2, unk 0, pad -1, add_bos 1, add_eos 0,
+ * add_space_prefix 1; arrays NULL, n_vocab 0.  Override what the file has. */
+PG_API void pg_tokenizer_config_init(pg_tokenizer_config *cfg);
+
+/* PG_ERR_ARG for a missing array, an id outside [-1, n_vocab), add_bos/add_eos
+ * without the id, or a token text that appears twice (naming both ids). */
+PG_API pg_status pg_tokenizer_create(const pg_tokenizer_config *cfg, pg_tokenizer **out);
+PG_API void pg_tokenizer_free(pg_tokenizer *t);
+
+/* text (len bytes, any bytes; invalid UTF-8 falls back to byte tokens) ->
+ * out (cap ids).  add_special: prepend BOS / append EOS as the vocabulary's
+ * add_bos / add_eos say.  parse_special: also match control tokens such as
+ * "<start_of_turn>" in the text (user-defined tokens are always matched).
+ * Sizes: *n_out = number of ids.  out == NULL asks for the count only (PG_OK);
+ * a too small cap gives PG_ERR_ARG with *n_out = the count needed. */
+PG_API pg_status pg_tokenize(const pg_tokenizer *t, const char *text, size_t len,
+                             int add_special, int parse_special,
+                             int32_t *out, int64_t cap, int64_t *n_out);
+
+/* The bytes token `id` stands for, as llama.cpp's llama_token_to_piece with
+ * lstrip 0: "\xe2\x96\x81" becomes " ", <0xXX> becomes the byte, control and
+ * unknown tokens are "" unless `special`, user-defined tokens are their text.
+ * Same size protocol as pg_tokenize (buf == NULL asks; not NUL-terminated). */
+PG_API pg_status pg_token_to_piece(const pg_tokenizer *t, int32_t id, int special,
+                                   char *buf, size_t cap, size_t *n_out);
+
+/* The concatenated pieces of ids (n of them), as llama.cpp's llama_detokenize
+ * with remove_special = false, unparse_special = special (when the vocabulary
+ * adds a space prefix, one leading space of the first piece is dropped).
+ * Same size protocol as pg_tokenize; PG_ERR_ARG names an invalid id. */
+PG_API pg_status pg_detokenize(const pg_tokenizer *t, const int32_t *ids, int64_t n, int special,
+                               char *buf, size_t cap, size_t *n_out);
+
+PG_API int64_t pg_tokenizer_n_vocab(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_bos(const pg_tokenizer *t);   /* -1 if none */
+PG_API int32_t pg_tokenizer_eos(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_unk(const pg_tokenizer *t);
+PG_API int32_t pg_tokenizer_pad(const pg_tokenizer *t);
+/* End-of-turn token found by text as llama.cpp does ("<end_of_turn>",
+ * "<|eot_id|>", "<|im_end|>", ...); -1 if none. */
+PG_API int32_t pg_tokenizer_eot(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_bos(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_eos(const pg_tokenizer *t);
+PG_API int pg_tokenizer_add_space_prefix(const pg_tokenizer *t);
+/* 1 if generation should stop at `id`: eos, eot, or another token llama.cpp
+ * lists as end-of-generation by its text. */
+PG_API int pg_tokenizer_is_eog(const pg_tokenizer *t, int32_t id);
+/* Id of the token whose text is exactly piece[0..len); -1 if none. */
+PG_API int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *piece, size_t len);
+/* GGUF token type of `id` (pg_token_type); -1 if id is out of range. */
+PG_API int pg_tokenizer_token_type(const pg_tokenizer *t, int32_t id);
+PG_API float pg_tokenizer_token_score(const pg_tokenizer *t, int32_t id);  /* 0 if out of range */
+/* The stored text of `id` (not unescaped; NUL-terminated, *len = its bytes);
+ * NULL if id is out of range. */
+PG_API const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id, size_t *len);
+
+/* CDEF END */
 
 /* ===================================================================== */
 /* Sampler (sampler.c)                                                   */
 /* ===================================================================== */
 
-/* (section owned by the sampler) */
+/* CDEF BEGIN */
+
+/* The sampler turns one row of logits into a token, as llama.cpp's common sampler chain does:
+ *
+ *   penalties -> top-k -> top-p -> min-p -> temperature -> draw from the softmax
+ *
+ *   penalties  for each token t seen c > 0 times among the last penalty_last_n accepted tokens:
+ *              l = l > 0 ? l / repeat_penalty : l * repeat_penalty;
+ *              l -= c * frequency_penalty + presence_penalty     (OpenAI's definitions)
+ *   top-k      keep the top_k largest logits (top_k <= 0: the whole vocabulary)
+ *   top-p      softmax over the kept tokens; keep the shortest best-first prefix whose
+ *              probability reaches top_p, at least one token (top_p >= 1: off)
+ *   min-p      keep tokens with p >= min_p * p_max, i.e. l >= l_max + log(min_p) (min_p <= 0: off)
+ *   temperature  p ~ exp((l - l_max) / temperature) over what is left, then one seeded draw.
+ *
+ * temperature <= 0 is greedy: the argmax of the penalized logits (ties go to the lowest id);
+ * top_k == 1 gives the same token at any temperature.  Ties anywhere are broken by lower id.
+ * NaN logits count as -inf and +inf as FLT_MAX; when every logit is NaN or -inf, sampling
+ * fails with PG_ERR_ARG rather than invent a token.
+ *
+ * Penalty window: pg_sampler_sample() does NOT record the token it returns.  Call
+ * pg_sampler_accept() for every token appended to the context -- the prompt's tokens and
+ * each generated one -- so the window is "the last N tokens of the context", as llama.cpp's
+ * llama-cli and llama-server do (they accept every prompt token before the first draw).
+ *
+ * Random numbers: xoshiro256** seeded through splitmix64, one uniform per draw (greedy draws
+ * too), so a seed gives the same stream on every platform; a token can still differ between
+ * CPUs only where the last-bit rounding of a probability (the SSE2/NEON and AVX2 exp kernels
+ * round differently) decides a draw.  seed == PG_SAMPLER_SEED_RANDOM picks a seed from the OS. */
+
+#define PG_SAMPLER_SEED_RANDOM UINT64_MAX
+
+typedef struct pg_sampler pg_sampler;
+
+typedef struct {
+    float temperature;         /* <= 0: greedy; must not be NaN/inf */
+    int32_t top_k;             /* <= 0: whole vocabulary */
+    float top_p;               /* in [0, 1]; 1: off */
+    float min_p;               /* in [0, 1]; 0: off */
+    float repeat_penalty;      /* > 0; 1: off */
+    float frequency_penalty;   /* finite; 0: off */
+    float presence_penalty;    /* finite; 0: off */
+    int32_t penalty_last_n;    /* window size; 0: penalties off; -1: every token since reset */
+    uint64_t seed;             /* PG_SAMPLER_SEED_RANDOM: pick one */
+} pg_sampler_params;
+
+/* llama.cpp's defaults (common_params_sampling): temperature 0.8, top_k 40, top_p 0.95,
+ * min_p 0.05, repeat_penalty 1.0, penalties 0, penalty_last_n 64, random seed. */
+PG_API void pg_sampler_params_default(pg_sampler_params *p);
+
+/* PG_ERR_ARG naming the parameter for NaN/inf temperature, top_p or min_p outside [0, 1],
+ * repeat_penalty <= 0, penalty_last_n < -1, n_vocab <= 0. */
+PG_API pg_status pg_sampler_create(const pg_sampler_params *p, int32_t n_vocab, pg_sampler **out);
+PG_API void pg_sampler_free(pg_sampler *s);
+/* Add a token of the context to the penalty window (0 <= token < n_vocab). */
+PG_API pg_status pg_sampler_accept(pg_sampler *s, int32_t token);
+/* *token_out = one draw from logits (n_vocab floats), which are not modified. */
+PG_API pg_status pg_sampler_sample(pg_sampler *s, const float *logits, int32_t *token_out);
+/* The tokens the next draw would choose from and their probabilities (summing to 1), in the
+ * order the draw walks them; draws nothing.  Writes min(cap, n) entries, *n_out = n. */
+PG_API pg_status pg_sampler_candidates(pg_sampler *s, const float *logits, int32_t cap,
+                                       int32_t *ids_out, float *probs_out, int32_t *n_out);
+/* Empty the penalty window and restart the random stream (a fixed seed repeats its draws;
+ * a random seed is drawn afresh, as llama.cpp does). */
+PG_API void pg_sampler_reset(pg_sampler *s);
+/* The seed in use (the one picked, for PG_SAMPLER_SEED_RANDOM). */
+PG_API uint64_t pg_sampler_seed(const pg_sampler *s);
+
+/* Log-probabilities of the model's raw distribution, log_softmax(logits) (what the OpenAI API
+ * reports), independent of any sampler settings.  logits: (n_vocab) floats.
+ * ids_out, logprobs_out: (k) -- the k most likely tokens, best first (ties: lower id). */
+PG_API pg_status pg_sampler_top_logprobs(const float *logits, int32_t n_vocab, int32_t k,
+                                         int32_t *ids_out, float *logprobs_out);
+PG_API pg_status pg_sampler_token_logprob(const float *logits, int32_t n_vocab, int32_t token,
+                                          float *logprob_out);
+
+/* ---- Text stream: stop strings and UTF-8 boundaries for streamed output (textstream.c) ----
+ *
+ * The generation loop feeds the bytes of each detokenized piece; feed() returns the bytes that
+ * are safe to show now:
+ *   - always whole, valid UTF-8: an incomplete character is held until it completes; invalid
+ *     bytes become U+FFFD, one per maximal invalid subpart (as Python's errors="replace");
+ *   - any tail that could still become a stop string is held back;
+ *   - when a stop string completes, the text before it is returned, *stopped = 1, and the stop
+ *     string and everything after it are dropped (as the OpenAI API does).
+ * The stop is the first point in the byte stream where some stop string is complete (the
+ * longer one if two complete on the same byte), so the result does not depend on how the
+ * bytes were split into pieces.  flush() ends the stream and returns what was held back
+ * (a trailing incomplete character as U+FFFD). */
+
+typedef struct pg_textstream pg_textstream;
+
+enum { PG_TEXTSTREAM_MAX_STOPS = 32, PG_TEXTSTREAM_MAX_STOP_BYTES = 1024 };
+
+/* stops: n_stops byte strings (stop_lens bytes each, 1..PG_TEXTSTREAM_MAX_STOP_BYTES);
+ * n_stops in 0..PG_TEXTSTREAM_MAX_STOPS.  The strings are copied. */
+PG_API pg_status pg_textstream_create(const char *const *stops, const size_t *stop_lens,
+                                      int32_t n_stops, pg_textstream **out);
+PG_API void pg_textstream_free(pg_textstream *ts);
+/* *out points to *n_out bytes owned by ts, valid until the next call on ts.
+ * After a stop, feeds return nothing and *stopped = 1.  PG_ERR_STATE after flush(). */
+PG_API pg_status pg_textstream_feed(pg_textstream *ts, const char *bytes, size_t n,
+                                    const char **out, size_t *n_out, int *stopped);
+PG_API pg_status pg_textstream_flush(pg_textstream *ts, const char **out, size_t *n_out);
+/* Index of the stop string that ended the stream, -1 if none. */
+PG_API int32_t pg_textstream_stop_index(const pg_textstream *ts);
+/* Bytes fed but not yet returned. */
+PG_API size_t pg_textstream_held(const pg_textstream *ts);
+/* Start a new stream with the same stop strings. */
+PG_API void pg_textstream_reset(pg_textstream *ts);
+
+/* CDEF END */
 
 /* ===================================================================== */
 /* Model: forward pass and KV cache (model*.c)                           */

@@ -9,4 +9,6 @@ from .errors import (  # noqa: F401
     UnsupportedError,
 )
 
+from .gguf_file import GGUFFile  # noqa: F401,E402
+
 __version__ = "0.1.0"
