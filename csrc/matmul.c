@@ -11,7 +11,12 @@
  *     contiguous band of rows (a few streams for the hardware prefetcher).
  *   ntok > 1 (mat-mat): nc ~ 64 tokens (their activations stay in L2 while
  *     all row chunks sweep over them), mc ~ 32 KB of weights (L1/L2); both
- *     shrink when there are too few chunks to keep the threads busy. */
+ *     shrink when there are too few chunks to keep the threads busy.
+ *   ntok >= panel_cols with a panel kernel (AVX-512 quantized types): the
+ *     activation rows are first regrouped into panels of 16 tokens (one pass,
+ *     all threads) and chunks are ~128 tokens wide (8 panels, ~600 KB of
+ *     K-quant activations in L2), so each chunk unpacks its weight rows once
+ *     for 128 tokens. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -89,14 +94,15 @@ static void mm_worker(void *p, int ith, int nth) {
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/* Chunk sizes for a kernel with register tile mr x nr (see the file comment). */
-static void plan_chunks(mm_job *j, int nth, int mr, int nr) {
+/* Chunk sizes for a kernel with register tile mr x nr, about nc_pref tokens
+ * per chunk (see the file comment). */
+static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     int64_t want = (int64_t)nth * 8;
     if (j->ntok == 1) {
         j->nc = 1;
         j->mc = round_up(PG_MAX((j->rows + want - 1) / want, 1), mr);
     } else {
-        j->nc = PG_MIN(round_up(64, nr), round_up(j->ntok, nr));
+        j->nc = PG_MIN(round_up(nc_pref, nr), round_up(j->ntok, nr));
         j->mc = round_up(PG_MAX((int64_t)(32768 / j->ldw), 1), mr);
         /* Too few chunks for the threads: shrink rows first, then tokens. */
         while (j->mc > mr && ((j->rows + j->mc - 1) / j->mc) * ((j->ntok + j->nc - 1) / j->nc) < want)
@@ -130,7 +136,7 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
                        tname, (long long)rows, (long long)cols, (long long)tr->block_size);
     size_t ldw = (size_t)pg_type_row_bytes(wtype, cols), ldx = pg_act_row_bytes(fmt, cols);
     uint64_t tmp;
-    if (cols > INT32_MAX * 64LL || pg_mul_overflow((uint64_t)rows, ldw, &tmp) ||
+    if (pg_mul_overflow((uint64_t)rows, ldw, &tmp) ||
         pg_mul_overflow((uint64_t)ntok, ldx, &tmp) || pg_mul_overflow((uint64_t)ntok, (uint64_t)rows * 4, &tmp))
         return pg_fail(PG_ERR_ARG, "matmul: %s weights (%lld x %lld) with ntok=%lld: sizes overflow",
                        tname, (long long)rows, (long long)cols, (long long)ntok);
@@ -185,8 +191,8 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
     j.rows = rows;
     j.ntok = ntok;
     atomic_init(&j.next, 0);
-    if (panels) plan_chunks(&j, serial ? 1 : nth, kern->pmr, 2 * kern->panel_cols);
-    else plan_chunks(&j, serial ? 1 : nth, kern->mr, kern->nr);
+    if (panels) plan_chunks(&j, serial ? 1 : nth, kern->pmr, 2 * kern->panel_cols, 128);
+    else plan_chunks(&j, serial ? 1 : nth, kern->mr, kern->nr, 64);
     if (serial || nth == 1 || j.n_chunks == 1) mm_worker(&j, 0, 1);
     else pg_pool_run_locked(pool, mm_worker, &j);
     pg_pool_unlock(pool);
