@@ -18,8 +18,9 @@
  *   PG_ACT_Q8_32  int8 qs[n] | float d[n/32] | float s[n/32]
  *                 x ~ d[b] * qs, d = amax/127 per block of 32, s[b] = d[b] * sum(qs of b)
  *                 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights; s folds in the Q4_1/Q5_1 minimum)
- *   PG_ACT_Q8_256 int8 qs[n] | float d[n/256] | int16 bsums[n/16]
- *                 d = amax/127 per block of 256, bsums = sums of each 16 qs (K-quants)
+ *   PG_ACT_Q8_256 int8 qs[n] | float d[n/256] | int16 bsums[n/16] | float dbs[n/16]
+ *                 d = amax/127 per block of 256, bsums = sums of each 16 qs,
+ *                 dbs = d * bsums (the SIMD tiers fold the K-quant minimums in float)
  * The 8-bit conversion rounds to nearest even and is bit-identical in every
  * tier, so integer dot products agree exactly between tiers; results differ
  * only by the order of float additions. */
@@ -51,6 +52,9 @@ static inline const float *pg_act_q8_s(const void *row, int64_t n) {      /* Q8_
 static inline const int16_t *pg_act_q8_bsums(const void *row, int64_t n) { /* Q8_256 only */
     return (const int16_t *)((const char *)row + n + 4 * (n / 256));
 }
+static inline const float *pg_act_q8_dbs(const void *row, int64_t n) {     /* Q8_256 only */
+    return (const float *)(pg_act_q8_bsums(row, n) + n / 16);
+}
 
 /* Convert one row of n floats (n a multiple of the format's block) into an
  * activation row. */
@@ -61,15 +65,33 @@ typedef void (*pg_act_fn)(int64_t n, const float *x, void *row);
  *   w: (nr, n) weights, row stride ldw bytes
  *   x: (nc, n) activation rows in the type's format, row stride ldx bytes
  *   y: (nc, ldy) floats
+ *   work: the calling thread's scratch, work(n) bytes, 64-byte aligned (SIMD
+ *         tiers unpack a few weight rows there once and reuse them for every
+ *         column of the chunk)
  * Any nr, nc >= 1.  Each output is computed by the same sequence of float
  * operations whatever nr/nc/tile position, so results do not depend on how
  * pg_matmul splits the work between threads. */
 typedef void (*pg_gemm_fn)(int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr,
-                           const void *x, size_t ldx, int nc);
+                           const void *x, size_t ldx, int nc, void *work);
+
+/* Regroup up to `cols` activation rows (x: (cols, ldx bytes), cols <= the
+ * kernel's panel_cols) into one panel (panel_bytes(n) bytes, missing columns
+ * zero), the layout the panel tiles read. */
+typedef void (*pg_panel_fn)(int64_t n, const void *x, size_t ldx, int cols, void *panel);
 
 typedef struct {
     pg_gemm_fn fn;
-    int mr, nr;      /* register tile (rows, columns): pg_matmul chunks are multiples */
+    int mr, nr;                    /* register tile (rows, columns): chunks are multiples */
+    size_t (*work)(int64_t n);     /* scratch bytes per thread; NULL: none */
+    /* Optional panel path for batches of >= panel_cols tokens: the activation
+     * rows are regrouped once per call into panels of panel_cols columns, and
+     * pfn is called with x = the chunk's first panel, ldx = panel_bytes(n)
+     * (the stride between panels) and nc = the chunk's column count. */
+    pg_gemm_fn pfn;
+    int pmr;                       /* rows per panel tile: chunks are multiples */
+    int panel_cols;
+    pg_panel_fn to_panel;
+    size_t (*panel_bytes)(int64_t n);
 } pg_gemm_kernel;
 
 typedef struct {
@@ -95,6 +117,9 @@ void pg_kernels_fill_ref(pg_kernels *k);
 int pg_kernels_fill_avx2(pg_kernels *k);
 int pg_kernels_fill_avx512(pg_kernels *k, int vnni, int bf16);
 int pg_kernels_fill_neon(pg_kernels *k, int dotprod);
+/* The quantized-type halves of the x86 tiers (kernels_*_quant.c). */
+void pg_avx512_fill_quant(pg_kernels *k, int vnni);
+void pg_avx2_fill_quant(pg_kernels *k);
 
 /* ---- dispatched vector helpers (the forward pass codes against these) ----
  * All lengths are element counts (any n >= 0); the results of the SIMD tiers

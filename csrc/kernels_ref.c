@@ -33,7 +33,7 @@ size_t pg_act_row_bytes(int fmt, int64_t n) {
     case PG_ACT_F32: b = 4 * (size_t)n; break;
     case PG_ACT_BF16: b = 2 * (size_t)n; break;
     case PG_ACT_Q8_32: b = (size_t)n + 8 * (size_t)(n / 32); break;
-    case PG_ACT_Q8_256: b = (size_t)n + 4 * (size_t)(n / 256) + 2 * (size_t)(n / 16); break;
+    case PG_ACT_Q8_256: b = (size_t)n + 4 * (size_t)(n / 256) + 6 * (size_t)(n / 16); break;
     default: return 0;
     }
     return (b + 63) & ~(size_t)63;
@@ -72,6 +72,7 @@ static void act_q8_256_ref(int64_t n, const float *x, void *row) {
     int8_t *qs = row;                                  /* (n) */
     float *d = (float *)pg_act_q8_d(row, n);           /* (n/256) */
     int16_t *bs = (int16_t *)pg_act_q8_bsums(row, n);  /* (n/16) */
+    float *dbs = (float *)pg_act_q8_dbs(row, n);       /* (n/16) */
     for (int64_t b = 0; b < n / 256; b++) {
         const float *xb = x + 256 * b;
         float amax = 0.0f, vmax = 0.0f;
@@ -86,6 +87,7 @@ static void act_q8_256_ref(int64_t n, const float *x, void *row) {
                 sum += q;
             }
             bs[16 * b + g] = (int16_t)sum;
+            dbs[16 * b + g] = db * (float)sum;
         }
         d[b] = db;
     }
@@ -290,7 +292,8 @@ KDOT(dot_q6_k, block_q6_K, pg_kscales_q6k(&b[i], &k), unpack_q6k(&b[i], u))
 /* The reference tile: one dot product per output. */
 #define REF_GEMM(name, dot)                                                                  \
     static void name(int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr,    \
-                     const void *x, size_t ldx, int nc) {                                    \
+                     const void *x, size_t ldx, int nc, void *work) {                        \
+        (void)work;                                                                          \
         for (int c = 0; c < nc; c++)                                                         \
             for (int r = 0; r < nr; r++)                                                     \
                 y[c * ldy + r] = dot(n, (const char *)w + r * ldw, (const char *)x + c * ldx); \
@@ -359,7 +362,7 @@ void pg_kernels_fill_ref(pg_kernels *k) {
         {PG_TYPE_Q6_K, gemm_q6_k},
     };
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
-        k->gemm[g[i].type] = (pg_gemm_kernel){g[i].fn, 1, 1};
+        k->gemm[g[i].type] = (pg_gemm_kernel){.fn = g[i].fn, .mr = 1, .nr = 1};
     k->act[PG_ACT_BF16] = act_bf16_ref;
     k->act[PG_ACT_Q8_32] = act_q8_32_ref;
     k->act[PG_ACT_Q8_256] = act_q8_256_ref;

@@ -11,7 +11,12 @@
  *     contiguous band of rows (a few streams for the hardware prefetcher).
  *   ntok > 1 (mat-mat): nc ~ 64 tokens (their activations stay in L2 while
  *     all row chunks sweep over them), mc ~ 32 KB of weights (L1/L2); both
- *     shrink when there are too few chunks to keep the threads busy. */
+ *     shrink when there are too few chunks to keep the threads busy.
+ *   ntok >= panel_cols with a panel kernel (AVX-512 quantized types): the
+ *     activation rows are first regrouped into panels of 16 tokens (one pass,
+ *     all threads) and chunks are ~128 tokens wide (8 panels, ~600 KB of
+ *     K-quant activations in L2), so each chunk unpacks its weight rows once
+ *     for 128 tokens. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -34,46 +39,70 @@ static void act_worker(void *p, int ith, int nth) {
 }
 
 typedef struct {
+    pg_panel_fn to_panel;
+    const uint8_t *xq;       /* (ntok, ldx bytes) activation rows */
+    size_t ldx;
+    uint8_t *panels;         /* (ceil(ntok / cols), pbytes) */
+    size_t pbytes;
+    int64_t n, ntok;
+    int cols;
+} panel_job;
+
+static void panel_worker(void *p, int ith, int nth) {
+    panel_job *j = p;
+    int64_t np = (j->ntok + j->cols - 1) / j->cols;
+    for (int64_t i = ith; i < np; i += nth)
+        j->to_panel(j->n, j->xq + (size_t)i * j->cols * j->ldx, j->ldx, (int)PG_MIN(j->cols, j->ntok - i * j->cols),
+                    j->panels + (size_t)i * j->pbytes);
+}
+
+typedef struct {
     pg_gemm_fn gemm;
+    int panel_cols;          /* > 0: x holds panels of this many tokens, ldx = panel stride */
     int64_t n;               /* inner dimension (cols of W) */
     const uint8_t *w;        /* (rows, ldw bytes) */
     size_t ldw;
     const uint8_t *x;        /* (ntok, ldx bytes) activation rows */
     size_t ldx;
     float *y;                /* (ntok, rows) */
+    uint8_t *work;           /* (nth, work_bytes) per-thread kernel scratch */
+    size_t work_bytes;
     int64_t rows, ntok;
     int64_t mc, nc;          /* chunk: mc rows x nc tokens */
     int64_t n_rchunks, n_chunks;
     _Alignas(64) atomic_llong next;
 } mm_job;
 
-static void run_chunk(const mm_job *j, int64_t c) {
+static void run_chunk(const mm_job *j, int64_t c, void *work) {
     int64_t r0 = (c % j->n_rchunks) * j->mc, t0 = (c / j->n_rchunks) * j->nc;
     int nr = (int)PG_MIN(j->mc, j->rows - r0), nt = (int)PG_MIN(j->nc, j->ntok - t0);
+    size_t xoff = j->panel_cols ? (size_t)(t0 / j->panel_cols) * j->ldx : (size_t)t0 * j->ldx;
     j->gemm(j->n, j->y + t0 * j->rows + r0, j->rows, j->w + (size_t)r0 * j->ldw, j->ldw, nr,
-            j->x + (size_t)t0 * j->ldx, j->ldx, nt);
+            j->x + xoff, j->ldx, nt, work);
 }
 
 static void mm_worker(void *p, int ith, int nth) {
     mm_job *j = p;
-    if (ith < j->n_chunks) run_chunk(j, ith);
+    void *work = j->work ? j->work + (size_t)ith * j->work_bytes : NULL;
+    if (ith < j->n_chunks) run_chunk(j, ith, work);
     for (;;) {
         int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) + nth;
         if (c >= j->n_chunks) break;
-        run_chunk(j, c);
+        run_chunk(j, c, work);
     }
 }
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/* Chunk sizes for a kernel with register tile mr x nr (see the file comment). */
-static void plan_chunks(mm_job *j, int nth, int mr, int nr) {
+/* Chunk sizes for a kernel with register tile mr x nr, about nc_pref tokens
+ * per chunk (see the file comment). */
+static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     int64_t want = (int64_t)nth * 8;
     if (j->ntok == 1) {
         j->nc = 1;
         j->mc = round_up(PG_MAX((j->rows + want - 1) / want, 1), mr);
     } else {
-        j->nc = PG_MIN(round_up(64, nr), round_up(j->ntok, nr));
+        j->nc = PG_MIN(round_up(nc_pref, nr), round_up(j->ntok, nr));
         j->mc = round_up(PG_MAX((int64_t)(32768 / j->ldw), 1), mr);
         /* Too few chunks for the threads: shrink rows first, then tokens. */
         while (j->mc > mr && ((j->rows + j->mc - 1) / j->mc) * ((j->ntok + j->nc - 1) / j->nc) < want)
@@ -107,7 +136,7 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
                        tname, (long long)rows, (long long)cols, (long long)tr->block_size);
     size_t ldw = (size_t)pg_type_row_bytes(wtype, cols), ldx = pg_act_row_bytes(fmt, cols);
     uint64_t tmp;
-    if (cols > INT32_MAX * 64LL || pg_mul_overflow((uint64_t)rows, ldw, &tmp) ||
+    if (pg_mul_overflow((uint64_t)rows, ldw, &tmp) ||
         pg_mul_overflow((uint64_t)ntok, ldx, &tmp) || pg_mul_overflow((uint64_t)ntok, (uint64_t)rows * 4, &tmp))
         return pg_fail(PG_ERR_ARG, "matmul: %s weights (%lld x %lld) with ntok=%lld: sizes overflow",
                        tname, (long long)rows, (long long)cols, (long long)ntok);
@@ -115,35 +144,55 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
     pg_pool_lock(pool);
     int nth = pg_pool_size(pool);
     int serial = (uint64_t)rows * ldw * (uint64_t)ntok < PG_MM_SERIAL_BYTES;
-    const uint8_t *xq = (const uint8_t *)x;
-    if (fmt == PG_ACT_F32) {
-        ldx = (size_t)cols * 4;
-    } else {
-        uint8_t *buf = pg_pool_scratch(pool, ntok * ldx);
+    /* scratch: (ntok, ldx) activation rows, then (nth, work_bytes) kernel work */
+    const pg_gemm_kernel *kern = &k->gemm[wtype];
+    int panels = kern->pfn && ntok >= kern->panel_cols;
+    size_t act_bytes = fmt == PG_ACT_F32 ? 0 : (size_t)ntok * ldx;
+    size_t pbytes = panels ? kern->panel_bytes(cols) : 0;
+    size_t pan_bytes = panels ? (size_t)((ntok + kern->panel_cols - 1) / kern->panel_cols) * pbytes : 0;
+    size_t work_bytes = kern->work ? (kern->work(cols) + 63) & ~(size_t)63 : 0;
+    uint8_t *buf = NULL;
+    if (act_bytes + pan_bytes + work_bytes > 0) {
+        buf = pg_pool_scratch(pool, act_bytes + pan_bytes + (size_t)nth * work_bytes);
         if (!buf) {
             pg_pool_unlock(pool);
             return pg_fail(PG_ERR_NOMEM, "matmul: no memory for %lld activation rows of %lld (%s)",
                            (long long)ntok, (long long)cols, tname);
         }
+    }
+    const uint8_t *xq = (const uint8_t *)x;
+    if (fmt == PG_ACT_F32) {
+        ldx = (size_t)cols * 4;
+    } else {
         act_job aj = {k->act[fmt], x, buf, ldx, cols, ntok};
         if (ntok >= 4 && nth > 1 && !serial) pg_pool_run_locked(pool, act_worker, &aj);
         else act_worker(&aj, 0, 1);
         xq = buf;
     }
 
+    if (panels) {   /* regroup the activation rows into panels (one pass, all threads) */
+        panel_job pj = {kern->to_panel, xq, ldx, buf + act_bytes, pbytes, cols, ntok, kern->panel_cols};
+        if (nth > 1 && !serial) pg_pool_run_locked(pool, panel_worker, &pj);
+        else panel_worker(&pj, 0, 1);
+    }
+
     mm_job j;
     memset(&j, 0, sizeof j);
-    j.gemm = k->gemm[wtype].fn;
+    j.work = work_bytes ? buf + act_bytes + pan_bytes : NULL;
+    j.work_bytes = work_bytes;
+    j.gemm = panels ? kern->pfn : kern->fn;
+    j.panel_cols = panels ? kern->panel_cols : 0;
     j.n = cols;
     j.w = w;
     j.ldw = ldw;
-    j.x = xq;
-    j.ldx = ldx;
+    j.x = panels ? buf + act_bytes : xq;
+    j.ldx = panels ? pbytes : ldx;
     j.y = y;
     j.rows = rows;
     j.ntok = ntok;
     atomic_init(&j.next, 0);
-    plan_chunks(&j, serial ? 1 : nth, k->gemm[wtype].mr, k->gemm[wtype].nr);
+    if (panels) plan_chunks(&j, serial ? 1 : nth, kern->pmr, 2 * kern->panel_cols, 128);
+    else plan_chunks(&j, serial ? 1 : nth, kern->mr, kern->nr, 64);
     if (serial || nth == 1 || j.n_chunks == 1) mm_worker(&j, 0, 1);
     else pg_pool_run_locked(pool, mm_worker, &j);
     pg_pool_unlock(pool);

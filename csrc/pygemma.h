@@ -162,6 +162,9 @@ PG_API void pg_kernels_set_generic(int on);
 /* Benchmark hook: stream `bytes` of `buf` through the pool's threads (each
  * reads a contiguous share) and return a checksum, to measure read bandwidth. */
 PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes);
+/* Test hook: run `iterations` tiny jobs on the pool and count the shares that
+ * did not run exactly once (0 when the dispatch is correct); -1 on bad input. */
+PG_API int64_t pg_pool_selftest(pg_pool *pool, int iterations);
 
 /* CDEF END */
 

@@ -18,9 +18,13 @@
 
 typedef void (*pg_pool_fn)(void *ctx, int ith, int nth);
 
-/* Run fn(ctx, ith, nth) on every thread of the pool (ith = 0 .. nth-1, the
- * caller being 0) and return when all have finished.  Memory written by any
- * thread inside fn is visible to the caller afterwards. */
+/* Run fn(ctx, ith, nth) once for every ith = 0 .. nth-1 and return when all
+ * have finished; memory written inside fn is visible to the caller afterwards.
+ * Share 0 runs on the caller, share i normally on worker i, but the caller
+ * also runs the shares of workers that have not started by the time it is
+ * done with its own (preempted or sleeping threads), so fn must not wait for
+ * other shares (no barriers inside fn).  Splitting work dynamically (an atomic
+ * counter of chunks) balances best. */
 void pg_pool_run(pg_pool *pool, pg_pool_fn fn, void *ctx);
 
 /* A 64-byte aligned buffer of at least `bytes`, owned by the pool and reused
