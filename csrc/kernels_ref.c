@@ -56,7 +56,7 @@ static void act_q8_32_ref(int64_t n, const float *x, void *row) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
         for (int l = 0; l < 32; l++) amax = fmaxf(amax, fabsf(xb[l]));
-        float db = pg_half_to_f32(pg_f32_to_half(amax / 127.0f)), id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        float db = pg_act_round_scale(amax / 127.0f), id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int l = 0; l < 32; l++) {
             int q = round_q(xb[l] * id);
