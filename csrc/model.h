@@ -58,6 +58,9 @@ typedef struct {
 } pg_layer_weights;
 
 typedef struct {
+    float *vector_copies;          /* 4-byte aligned copies of norm vectors whose data in the
+                                      file is not (a GGUF stored unaligned inside a llamafile) */
+    size_t copies_used, copies_cap;
     pg_matrix token_embd;          /* (n_vocab, D) */
     pg_matrix output;              /* (n_vocab, D): token_embd when tied */
     const float *output_norm;      /* (D) */

@@ -41,6 +41,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
 PG_API void pg_model_free(pg_model *m) {
     if (!m) return;
     pg_tokenizer_free(m->tok);
+    free(m->w.vector_copies);
     pg_gguf_close(m->gguf);
     free(m);
 }

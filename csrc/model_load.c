@@ -5,6 +5,7 @@
  * pattern) we infer it exactly as llama.cpp does, so files behave the same. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
@@ -172,8 +173,9 @@ static pg_status get_matrix(const pg_gguf *g, const char *name, int64_t rows, in
     return PG_OK;
 }
 
-/* A 1-D F32 vector of length n (norm weights). */
-static pg_status get_vector(const pg_gguf *g, const char *name, int64_t n, int optional, const float **out) {
+/* A 1-D F32 vector of length n (norm weights); copied when the file's data is unaligned. */
+static pg_status get_vector(const pg_gguf *g, const char *name, int64_t n, int optional, const float **out,
+                            pg_weights *w) {
     int64_t t;
     *out = NULL;
     PG_TRY(find_tensor(g, name, optional, &t));
@@ -184,9 +186,17 @@ static pg_status get_vector(const pg_gguf *g, const char *name, int64_t n, int o
     if (pg_gguf_tensor_dim(g, t, 0) != n || pg_gguf_tensor_ndim(g, t) != 1)
         return pg_fail(PG_ERR_FORMAT, "tensor '%s' has %lld elements, expected %lld", name,
                        (long long)pg_gguf_tensor_dim(g, t, 0), (long long)n);
-    if (((uintptr_t)pg_gguf_tensor_data(g, t)) % 4 != 0)
-        return pg_fail(PG_ERR_FORMAT, "tensor '%s' data is not 4-byte aligned", name);
-    *out = (const float *)pg_gguf_tensor_data(g, t);
+    const void *data = pg_gguf_tensor_data(g, t);
+    if (((uintptr_t)data) % 4 == 0) {
+        *out = (const float *)data;
+        return PG_OK;
+    }
+    if (w->copies_used + (size_t)n > w->copies_cap)
+        return pg_fail(PG_ERR_FORMAT, "tensor '%s': too many unaligned norm vectors", name);
+    float *copy = w->vector_copies + w->copies_used;
+    memcpy(copy, data, sizeof(float) * (size_t)n);
+    w->copies_used += (size_t)n;
+    *out = copy;
     return PG_OK;
 }
 
@@ -194,6 +204,9 @@ pg_status pg_weights_from_gguf(const pg_gguf *g, const pg_config *c, pg_weights 
     memset(w, 0, sizeof *w);
     const int64_t D = c->n_embd, F = c->n_ff, qd = (int64_t)c->n_head * c->head_dim,
                   kvd = (int64_t)c->n_head_kv * c->head_dim;
+    w->copies_cap = (size_t)c->n_layer * (4 * D + 2 * c->head_dim) + D;
+    w->vector_copies = malloc(sizeof(float) * w->copies_cap);
+    if (!w->vector_copies) return pg_fail(PG_ERR_NOMEM, "out of memory");
     PG_TRY(get_matrix(g, "token_embd.weight", -1, D, &w->token_embd));
     if (w->token_embd.rows < 1 || w->token_embd.rows > (1 << 24))
         return pg_fail(PG_ERR_FORMAT, "token_embd.weight has %lld rows", (long long)w->token_embd.rows);
@@ -201,26 +214,26 @@ pg_status pg_weights_from_gguf(const pg_gguf *g, const pg_config *c, pg_weights 
     PG_TRY(find_tensor(g, "output.weight", 1, &t_out));
     if (t_out >= 0) PG_TRY(get_matrix(g, "output.weight", w->token_embd.rows, D, &w->output));
     else w->output = w->token_embd;      /* tied embeddings */
-    PG_TRY(get_vector(g, "output_norm.weight", D, 0, &w->output_norm));
+    PG_TRY(get_vector(g, "output_norm.weight", D, 0, &w->output_norm, w));
 
     char name[96];
 #define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, l), name)
     for (int l = 0; l < c->n_layer; l++) {
         pg_layer_weights *L = &w->layers[l];
-        PG_TRY(get_vector(g, NAME("attn_norm.weight"), D, 0, &L->attn_norm));
+        PG_TRY(get_vector(g, NAME("attn_norm.weight"), D, 0, &L->attn_norm, w));
         PG_TRY(get_matrix(g, NAME("attn_q.weight"), qd, D, &L->wq));
         PG_TRY(get_matrix(g, NAME("attn_k.weight"), kvd, D, &L->wk));
         PG_TRY(get_matrix(g, NAME("attn_v.weight"), kvd, D, &L->wv));
         int need_qk_norm = c->arch == PG_ARCH_GEMMA3;
-        PG_TRY(get_vector(g, NAME("attn_q_norm.weight"), c->head_dim, !need_qk_norm, &L->q_norm));
-        PG_TRY(get_vector(g, NAME("attn_k_norm.weight"), c->head_dim, !need_qk_norm, &L->k_norm));
+        PG_TRY(get_vector(g, NAME("attn_q_norm.weight"), c->head_dim, !need_qk_norm, &L->q_norm, w));
+        PG_TRY(get_vector(g, NAME("attn_k_norm.weight"), c->head_dim, !need_qk_norm, &L->k_norm, w));
         PG_TRY(get_matrix(g, NAME("attn_output.weight"), D, qd, &L->wo));
-        PG_TRY(get_vector(g, NAME("post_attention_norm.weight"), D, 0, &L->post_attn_norm));
-        PG_TRY(get_vector(g, NAME("ffn_norm.weight"), D, 0, &L->ffn_norm));
+        PG_TRY(get_vector(g, NAME("post_attention_norm.weight"), D, 0, &L->post_attn_norm, w));
+        PG_TRY(get_vector(g, NAME("ffn_norm.weight"), D, 0, &L->ffn_norm, w));
         PG_TRY(get_matrix(g, NAME("ffn_gate.weight"), F, D, &L->w_gate));
         PG_TRY(get_matrix(g, NAME("ffn_up.weight"), F, D, &L->w_up));
         PG_TRY(get_matrix(g, NAME("ffn_down.weight"), D, F, &L->w_down));
-        PG_TRY(get_vector(g, NAME("post_ffw_norm.weight"), D, 0, &L->post_ffn_norm));
+        PG_TRY(get_vector(g, NAME("post_ffw_norm.weight"), D, 0, &L->post_ffn_norm, w));
     }
 #undef NAME
     return PG_OK;

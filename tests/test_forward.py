@@ -203,3 +203,16 @@ def test_context_overflow_and_bad_tokens(gemma2, tmp_path):
         assert m.n_past == 11
     with pytest.raises(pygemma.ModelStateError):
         m.eval([5])
+
+
+def test_llamafile_runs_like_its_gguf(gemma2, tmp_path):
+    """A llamafile (ZIP with a stub prefix; Python's zipfile does not page-align
+    the member, so tensor data lands unaligned) gives the same logits."""
+    from gguf_samples import zip_with_python
+    ids = token_ids(24, gemma2.config.vocab_size, seed=8)
+    path = write_gguf_from_hf(gemma2, str(tmp_path / "g2.gguf"), "Q8_0")
+    with open(path, "rb") as f:
+        data = f.read()
+    lf = tmp_path / "g2.llamafile"
+    lf.write_bytes(zip_with_python([("g2.gguf", data)]))
+    np.testing.assert_array_equal(run_pygemma(str(lf), ids), run_pygemma(path, ids))
