@@ -2,6 +2,7 @@
 import os
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -62,6 +63,11 @@ class Model:
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.seed = seed
         self._model = self._ctx = None
+        if n_gpu_layers:
+            # The GPU backend (kernels/ compiled on demand) is not part of this build yet.
+            warnings.warn("GPU offload is not available in this build of pygemma; "
+                          "running on the CPU", RuntimeWarning, stacklevel=2)
+            n_gpu_layers = 0
         mp = ffi.new("pg_model_params *")
         lib.pg_model_params_init(mp)
         mp.query_pre_attn_scalar = float(query_pre_attn_scalar or 0)

@@ -121,3 +121,13 @@ def test_missing_and_corrupt_model_files(tmp_path):
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
     with pytest.raises(pygemma.GGUFError):
         pygemma.Model(str(bad))
+
+
+def test_gpu_layers_without_gpu_warns_and_runs_on_cpu():
+    path = pygemma.model.default_model_path()
+    if path is None:
+        pytest.skip("default model package not installed")
+    with pytest.warns(RuntimeWarning, match="CPU"):
+        m = pygemma.Model(path, n_ctx=64, n_threads=1, n_gpu_layers=999)
+    with m:
+        assert "".join(m.generate("Hello", max_tokens=2, temperature=0))
