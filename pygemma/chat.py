@@ -142,7 +142,15 @@ def _threads():
 
 
 def run_chat(args, model, params, server_url=None):
-    template = ChatTemplate.for_model(model, getattr(args, "chat_template", None))
-    bot = Chatbot(model, template, args.prompt or "", params)
+    forced = getattr(args, "chat_template", None)
+    template = ChatTemplate.for_model(model, forced)
+    try:
+        bot = Chatbot(model, template, args.prompt or "", params)
+    except Exception as e:                  # a GGUF template we cannot render (jinja2 errors too)
+        if template.kind != "gguf" or forced == "gguf":
+            raise ValueError(f"chat template: {e}") from None
+        print(f"pygemma: the model's chat template failed ({e}); using the built-in Gemma template",
+              file=sys.stderr)
+        bot = Chatbot(model, ChatTemplate.for_model(model, "gemma"), args.prompt or "", params)
     bot.banner(server_url)
     return bot.loop()

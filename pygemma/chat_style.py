@@ -42,8 +42,8 @@ class Painter:
 class MarkdownStream:
     """Highlights **bold**, `code` and # headings in text that arrives in pieces.
 
-    feed() returns what can be shown now; a lone trailing '*' or '#' at a line start is held
-    back until the next piece tells what it is.  flush() ends the reply (and any open style)."""
+    feed() returns what can be shown now; a lone trailing '*' is held back until the next
+    piece tells whether it starts '**'.  flush() ends the reply (and any open style)."""
 
     def __init__(self, enabled):
         self.enabled = enabled

@@ -42,7 +42,8 @@ MODES
         commands: /help /exit /stats /context /clear /undo /forget /push /pop /stack
         /dump [FILE] /manual on|off /upload FILE.  Models with a chat template in their
         GGUF (tokenizer.chat_template) use it; base models without one (like the 270M
-        default) run in raw-completion mode, where your text is continued as is.
+        default) run in raw-completion mode, where your text is continued as is (replies
+        stop after 256 tokens there unless -n is given).
     --cli
         Complete the prompt (-p or -f) once, print it to stdout, exit.
     --server

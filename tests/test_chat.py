@@ -327,3 +327,18 @@ def test_help_manual_and_usage(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pygemma", "-h"], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("usage:") and "SYNOPSIS" not in r.stdout
+
+
+def test_broken_gguf_template_falls_back_to_builtin(tmp_path):
+    path = write_gguf_from_hf(gemma3_hf_model(seed=1, n_layers=2), str(tmp_path / "bad.gguf"), "F32",
+                              chat_template="{{ bos_token }}{% for m in messages %}{{ m.nope() }}{% endfor %}")
+    env = _env(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "pygemma", "-m", path, "-c", "128", "-n", "2", "--log-disable"],
+                       input="hi\n/dump\n", capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "using the built-in Gemma template" in r.stderr and "Traceback" not in r.stderr
+    assert "built-in Gemma template" in r.stdout
+    assert "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "pygemma", "-m", path, "-c", "128", "--chat-template", "gguf"],
+                       input="", capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 1 and "chat template" in r.stderr and "Traceback" not in r.stderr
