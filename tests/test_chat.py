@@ -270,16 +270,22 @@ def test_context_overflow_is_a_message_not_a_crash(it_model, tmp_path):
 
 
 def test_ctrl_c_stops_a_reply_and_keeps_it(base_model, tmp_path):
-    c = Chat(tmp_path, "-m", base_model, "-c", "4096", "-n", "3000", "--temp", "1", "-s", "1")
+    # greedy continuation of a base model: long (it loops) rather than ended by EOS
+    c = Chat(tmp_path, "-m", base_model, "-c", "4096", "-n", "3000")
     c.p.sendline("Once upon a time")
-    time.sleep(3)
+    c.p.expect("Once upon a time\r\n")        # the echo
+    c.p.expect(r"\w")                          # the reply has begun
+    shown = c.p.before + c.p.after
+    time.sleep(1)
     c.p.sendintr()
     c.p.expect(r"\[stopped\]")
+    shown = ANSI.sub("", shown + c.p.before).replace("\r", "").replace("^C", "").strip()
     c.p.expect(PROMPT)
     used, _ = c.context()
     assert 6 < used < 3000
     dump = c.cmd("/dump")
-    assert dump.startswith("<bos>Once upon a time") and len(dump) > len("<bos>Once upon a time")
+    assert dump.startswith("<bos>Once upon a time") and len(shown) > 1
+    assert shown in dump                        # what was said is kept
     # Ctrl-C at the prompt leaves cleanly
     c.p.sendintr()
     c.p.expect(pexpect.EOF)
