@@ -2,9 +2,10 @@
  * dispatched vector helpers used by the forward pass (attention, norms).
  * Internal.
  *
- * Each tier (kernels_ref.c = scalar reference, kernels_avx2.c,
- * kernels_avx512.c, kernels_neon.c) fills a pg_kernels table; entries a tier
- * does not accelerate keep the scalar reference.  pg_kernels_get() returns
+ * Each tier (kernels_ref.c = scalar reference; kernels_avx2*.c;
+ * kernels_avx512*.c with the panel tiles for batches; kernels_neon.c) fills a
+ * pg_kernels table; entries a tier does not accelerate keep the scalar
+ * reference.  pg_kernels_get() returns
  * the table of the tier active now (pg_cpu_tier_active()), so tests can switch
  * tiers in-process.
  *
