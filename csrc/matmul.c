@@ -94,13 +94,26 @@ static void mm_worker(void *p, int ith, int nth) {
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+/* Below this many weight bytes x tokens the job runs on the caller alone: the
+ * dispatch (~1-2 us of cache-line transfers) would cost more than it saves. */
+#define PG_MM_SERIAL_BYTES 65536
+/* Smallest mat-vec chunk worth an atomic claim. */
+#define PG_MM_MIN_CHUNK 16384
+
 /* Chunk sizes for a kernel with register tile mr x nr, about nc_pref tokens
  * per chunk (see the file comment). */
 static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     int64_t want = (int64_t)nth * 8;
     if (j->ntok == 1) {
+        /* Up to 8 chunks per thread, but chunks of >= PG_MM_MIN_CHUNK bytes
+         * (each claim is a cache-line transfer between cores), in rows that
+         * are whole 64-byte lines of y (no false sharing). */
+        int64_t nchunks = (int64_t)(j->rows * j->ldw / PG_MM_MIN_CHUNK);
+        nchunks = PG_MAX(PG_MIN(nchunks, want), nth);
+        int64_t align = mr;                     /* lcm(mr, 16) */
+        while (align % 16) align += mr;
         j->nc = 1;
-        j->mc = round_up(PG_MAX((j->rows + want - 1) / want, 1), mr);
+        j->mc = round_up(PG_MAX((j->rows + nchunks - 1) / nchunks, 1), align);
     } else {
         j->nc = PG_MIN(round_up(nc_pref, nr), round_up(j->ntok, nr));
         j->mc = round_up(PG_MAX((int64_t)(32768 / j->ldw), 1), mr);
@@ -114,9 +127,6 @@ static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     j->n_chunks = j->n_rchunks * ((j->ntok + j->nc - 1) / j->nc);
 }
 
-/* Below this many weight bytes x tokens the job runs on the caller alone:
- * waking workers would cost more than it saves. */
-#define PG_MM_SERIAL_BYTES 32768
 
 PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows, int64_t cols,
                            const float *x, int64_t ntok, float *y) {
