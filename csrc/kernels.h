@@ -43,6 +43,12 @@ int pg_act_format_of(int wtype);
 /* Bytes of one activation row of n elements (a multiple of 64). */
 size_t pg_act_row_bytes(int fmt, int64_t n);
 
+/* Scales d of the 32-blocks are rounded to F16, as ggml stores them in
+ * block_q8_0/q8_1; keeping that rounding keeps our sums equal to llama.cpp's.
+ * s stays d * sum(q) in F32: the offset tricks of the SIMD tiles need it exact
+ * (ggml rounds s to F16 too, which only Q4_1/Q5_1 read). */
+static inline float pg_act_round_scale(float d) { return pg_half_to_f32(pg_f32_to_half(d)); }
+
 /* Pointers into an activation row of n elements (see the layouts above). */
 static inline const float *pg_act_q8_d(const void *row, int64_t n) {
     return (const float *)((const char *)row + n);

@@ -152,10 +152,10 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
         const float *xb = x + 32 * b;
         __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(_mm256_loadu_ps(xb)), abs8(_mm256_loadu_ps(xb + 8))),
                                  _mm256_max_ps(abs8(_mm256_loadu_ps(xb + 16)), abs8(_mm256_loadu_ps(xb + 24))));
-        float db = hmax8(m) / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float amax = hmax8(m), id = amax != 0.0f ? 127.0f / amax : 0.0f;   /* as ggml */
         int sum = q8x32(xb, _mm256_set1_ps(id), qs + 32 * b);
-        d[b] = db;
-        s[b] = db * (float)sum;
+        d[b] = pg_act_round_scale(amax / 127.0f);
+        s[b] = d[b] * (float)sum;
     }
 }
 
@@ -168,7 +168,8 @@ static void act_q8_256(int64_t n, const float *x, void *row) {
         const float *xb = x + 256 * b;
         __m256 m = _mm256_setzero_ps();
         for (int k = 0; k < 256; k += 8) m = _mm256_max_ps(m, abs8(_mm256_loadu_ps(xb + k)));
-        float db = hmax8(m) / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float amax = hmax8(m);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f, db = amax != 0.0f ? 1.0f / id : 0.0f;  /* as ggml's Q8_K */
         __m256 vid = _mm256_set1_ps(id);
         for (int g = 0; g < 16; g++) {
             __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g), vid));

@@ -135,11 +135,12 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
     for (int64_t b = 0; b < n / 32; b++) {
         __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        /* as ggml: id = 127/amax, the dot products use the F16-rounded scale */
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         __m512 vid = _mm512_set1_ps(id);
         __m512i q = _mm512_add_epi32(q8x16(v0, vid, qs + 32 * b), q8x16(v1, vid, qs + 32 * b + 16));
-        d[b] = db;
-        s[b] = db * (float)_mm512_reduce_add_epi32(q);
+        d[b] = pg_act_round_scale(amax / 127.0f);
+        s[b] = d[b] * (float)_mm512_reduce_add_epi32(q);
     }
 }
 
@@ -152,7 +153,8 @@ static void act_q8_256(int64_t n, const float *x, void *row) {
         const float *xb = x + 256 * b;
         __m512 m = _mm512_setzero_ps();
         for (int g = 0; g < 16; g++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * g)));
-        float db = _mm512_reduce_max_ps(m) / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float amax = _mm512_reduce_max_ps(m);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f, db = amax != 0.0f ? 1.0f / id : 0.0f;  /* as ggml's Q8_K */
         __m512 vid = _mm512_set1_ps(id);
         for (int g = 0; g < 16; g++) {
             int sum = _mm512_reduce_add_epi32(q8x16(_mm512_loadu_ps(xb + 16 * g), vid, qs + 256 * b + 16 * g));

@@ -56,7 +56,7 @@ static void act_q8_32_ref(int64_t n, const float *x, void *row) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
         for (int l = 0; l < 32; l++) amax = fmaxf(amax, fabsf(xb[l]));
-        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float db = pg_act_round_scale(amax / 127.0f), id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int l = 0; l < 32; l++) {
             int q = round_q(xb[l] * id);
@@ -75,13 +75,14 @@ static void act_q8_256_ref(int64_t n, const float *x, void *row) {
     float *dbs = (float *)pg_act_q8_dbs(row, n);       /* (n/16) */
     for (int64_t b = 0; b < n / 256; b++) {
         const float *xb = x + 256 * b;
-        float amax = 0.0f;
-        for (int l = 0; l < 256; l++) amax = fmaxf(amax, fabsf(xb[l]));
-        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float amax = 0.0f, vmax = 0.0f;
+        for (int l = 0; l < 256; l++) if (fabsf(xb[l]) > amax) { amax = fabsf(xb[l]); vmax = xb[l]; }
+        float id = amax != 0.0f ? -127.0f / vmax : 0.0f, db = amax != 0.0f ? 1.0f / id : 0.0f;
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int l = 16 * g; l < 16 * g + 16; l++) {
                 int q = round_q(xb[l] * id);
+                if (q > 127) q = 127;
                 qs[256 * b + l] = (int8_t)q;
                 sum += q;
             }

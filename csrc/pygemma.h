@@ -481,7 +481,65 @@ PG_API void pg_textstream_reset(pg_textstream *ts);
 /* Model: forward pass and KV cache (model*.c)                           */
 /* ===================================================================== */
 
-/* (section owned by the model) */
+/* CDEF BEGIN */
+typedef struct pg_model pg_model;       /* config + weights (views into the mmap) + tokenizer */
+typedef struct pg_context pg_context;   /* one sequence: KV cache, activations, thread pool */
+
+typedef struct {
+    float query_pre_attn_scalar;   /* > 0 overrides the value inferred from the metadata */
+    int32_t n_gpu_layers;          /* layers to offload (GPU backend); 0 = CPU only */
+} pg_model_params;
+
+typedef struct {
+    int32_t n_ctx;                 /* 0: min(8192, the model's context length) */
+    int32_t n_threads;             /* <= 0: one per physical core */
+    int32_t n_batch;               /* tokens per forward chunk; 0: 512 */
+    /* 0 (default): llama.cpp's numerics -- F16 KV cache, F16 attention
+     * operands, GELU from an F16 table, RoPE angles by repeated products --
+     * so outputs match llama.cpp's.  1: float32 wherever the model allows
+     * (F32 KV cache, exact GELU), i.e. what transformers computes. */
+    int32_t precise;
+} pg_context_params;
+
+PG_API void pg_model_params_init(pg_model_params *p);
+PG_API void pg_context_params_init(pg_context_params *p);
+
+/* Open a .gguf or .llamafile and validate it as a Gemma 2/3 model. */
+PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_model **out);
+PG_API void pg_model_free(pg_model *m);
+PG_API const pg_gguf *pg_model_gguf(const pg_model *m);
+PG_API const pg_tokenizer *pg_model_tokenizer(const pg_model *m);   /* owned by the model */
+/* The tokenizer described by a GGUF file's tokenizer.ggml.* metadata. */
+PG_API pg_status pg_tokenizer_from_gguf(const pg_gguf *g, pg_tokenizer **out);
+PG_API const char *pg_model_arch(const pg_model *m);      /* "gemma2" | "gemma3" */
+PG_API int32_t pg_model_n_vocab(const pg_model *m);
+PG_API int32_t pg_model_n_ctx_train(const pg_model *m);
+PG_API int32_t pg_model_n_embd(const pg_model *m);
+PG_API int32_t pg_model_n_layer(const pg_model *m);
+PG_API int64_t pg_model_n_params(const pg_model *m);
+PG_API uint64_t pg_model_weight_bytes(const pg_model *m);
+
+PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_context **out);
+PG_API void pg_context_free(pg_context *c);
+PG_API int32_t pg_context_n_ctx(const pg_context *c);
+PG_API int64_t pg_context_n_past(const pg_context *c);
+PG_API uint64_t pg_context_kv_bytes(const pg_context *c);
+/* Forget every token after the first n_past.  Fails with PG_ERR_STATE when a
+ * sliding-window ring no longer holds the keys position n_past needs (the
+ * caller then re-evaluates from an earlier point). */
+PG_API pg_status pg_context_rewind(pg_context *c, int64_t n_past);
+/* Evaluate n tokens after the cached ones.  all_logits: (n, n_vocab) output
+ * for every token, or NULL.  The last token's logits are always kept and
+ * readable through pg_context_logits() until the next eval. */
+PG_API pg_status pg_eval(pg_context *c, const int32_t *tokens, int64_t n, float *all_logits);
+PG_API const float *pg_context_logits(const pg_context *c);   /* (n_vocab) or NULL before any eval */
+/* Debugging and hidden-state access: while set, every pg_eval of a single
+ * chunk copies the residual stream after each layer into hidden
+ * (n_layer, n_tokens, n_embd); NULL turns it off. */
+PG_API void pg_context_trace_hidden(pg_context *c, float *hidden);
+/* Ask a running pg_eval (on another thread) to stop soon with PG_ERR_CANCELLED. */
+PG_API void pg_context_cancel(pg_context *c);
+/* CDEF END */
 
 #ifdef __cplusplus
 }

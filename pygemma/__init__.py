@@ -12,3 +12,5 @@ from .errors import (  # noqa: F401
 from .gguf_file import GGUFFile  # noqa: F401,E402
 
 __version__ = "0.1.0"
+from .model import GenerationStats, Model  # noqa: E402,F401
+from .sampling import SamplingParams  # noqa: E402,F401

@@ -78,3 +78,32 @@ def describe(gguf_file):
         for name, (count, elems, nbytes) in sorted(by_type.items(), key=lambda kv: -kv[1][2]):
             lines.append(f"  {name:<{tw}}  {count:>5} tensors  {elems:>13} elements  {_human(nbytes):>10}")
     return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    """`pygemma info FILE...`: print the metadata and tensor table of GGUF files (or llamafiles)."""
+    import argparse
+    import sys
+
+    from .errors import GGUFError
+    from .gguf_file import GGUFFile
+
+    ap = argparse.ArgumentParser(prog="pygemma info", description=main.__doc__)
+    ap.add_argument("files", nargs="*", help="GGUF or llamafile (default: the default model)")
+    args = ap.parse_args(argv)
+    files = args.files
+    if not files:
+        from .model import default_model_path
+        path = default_model_path()
+        if path is None:
+            ap.error("no file given and the default model package is not installed")
+        files = [str(path)]
+    status = 0
+    for path in files:
+        try:
+            with GGUFFile(path) as f:
+                print(describe(f))
+        except GGUFError as e:
+            print(f"pygemma info: {path}: {e}", file=sys.stderr)
+            status = 1
+    return status

@@ -42,6 +42,14 @@ class Tokenizer:
         self.n_vocab = int(lib.pg_tokenizer_n_vocab(self._t))
 
     @classmethod
+    def from_model(cls, model):
+        """The tokenizer a loaded pygemma.Model owns (built in C from its GGUF)."""
+        tok = cls.__new__(cls)      # borrowed handle: Model.close() drops this object
+        tok._t = lib.pg_model_tokenizer(model._model)
+        tok.n_vocab = int(lib.pg_tokenizer_n_vocab(tok._t))
+        return tok
+
+    @classmethod
     def from_gguf_metadata(cls, metadata):
         """Build from a GGUF metadata dict: ``tokenizer.ggml.tokens`` (str or
         bytes each), ``.scores``, ``.token_type``, the ``*_token_id`` keys and

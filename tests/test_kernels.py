@@ -3,7 +3,9 @@
 Weights are random raw GGUF blocks (random bits, sane scales) dequantized by
 gguf-py, never by pygemma.  The activations are converted by numpy with the
 documented algorithm (csrc/kernels.h): 8-bit blocks of 32 (Q4_0..Q8_0) or 256
-(K-quants) with d = amax/127 and round-half-even, or bf16 for BF16 weights.
+(K-quants), q = round-half-even(x * 127/amax), scale amax/127 rounded to F16 for
+the 32-blocks (as ggml's block_q8_0) and 1/(127/amax) in F32 for the 256-blocks
+(as ggml's Q8_K), or bf16 for BF16 weights.
 
 Two oracles per product:
   exact:  y* = xhat @ dequant(W).T   with xhat = the converted activations.
@@ -119,9 +121,13 @@ def act_convert(name, x):
     B = ACT_BLOCK[name]
     t, n = x.shape
     xb = x.reshape(t, n // B, B).astype(np.float32)
-    d = (np.abs(xb).max(axis=-1) / np.float32(127)).astype(np.float32)
+    amax = np.abs(xb).max(axis=-1).astype(np.float32)
     with np.errstate(divide="ignore"):
-        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+        inv = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+        if B == 32:
+            d = (amax / np.float32(127)).astype(np.float16).astype(np.float32)
+        else:
+            d = np.where(inv != 0, np.float32(1) / inv, np.float32(0)).astype(np.float32)
     q = np.rint(xb * inv[..., None])                      # float32 product, half-even
     xhat = (q.astype(np.float64) * d[..., None].astype(np.float64)).reshape(t, n)
     step = np.repeat(d.astype(np.float64) / 2, B, axis=-1).reshape(t, n)

@@ -1,0 +1,80 @@
+"""The `pygemma` command line: --cli completions, subcommands and error exits."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pygemma
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "pygemma", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    path = pygemma.model.default_model_path()
+    if path is None:
+        pytest.skip("default model package not installed")
+    return str(path)
+
+
+def test_cli_greedy_completion_matches_api(model_path):
+    r = run("-m", model_path, "--cli", "-p", "The capital of France is", "-n", "12", "--temp", "0",
+            "--log-disable", "-c", "128")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    with pygemma.Model(model_path, n_ctx=128) as m:
+        expected = "".join(m.generate("The capital of France is", max_tokens=12, temperature=0))
+    assert r.stdout == "The capital of France is" + expected + "\n"
+
+
+def test_cli_no_display_prompt_and_prompt_file(model_path, tmp_path):
+    f = tmp_path / "prompt.txt"
+    f.write_text("four score and seven", encoding="utf-8")
+    r = run("-m", model_path, "--cli", "-f", str(f), "-n", "4", "--temp", "0", "--no-display-prompt", "-c", "64")
+    assert r.returncode == 0, r.stderr
+    assert not r.stdout.startswith("four score")
+    assert "loading" in r.stderr            # messages go to stderr unless --log-disable
+
+
+def test_cli_default_model_is_used(model_path):
+    r = run("--cli", "-p", "Hello", "-n", "2", "--temp", "0", "--log-disable", "-c", "64")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Hello")
+
+
+def test_cli_missing_and_corrupt_model(tmp_path):
+    r = run("-m", str(tmp_path / "missing.gguf"), "--cli", "-p", "x")
+    assert r.returncode == 1
+    assert r.stderr.startswith("pygemma: error:") and len(r.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "corrupt.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(100))
+    r = run("-m", str(bad), "--cli", "-p", "x")
+    assert r.returncode == 1
+    assert "pygemma: error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_bad_sampling_flag():
+    r = run("--cli", "-p", "x", "--top-p", "2")
+    assert r.returncode == 1 and "top_p" in r.stderr
+
+
+def test_info_subcommand(model_path):
+    r = run("info", model_path)
+    assert r.returncode == 0
+    assert "gemma3.block_count" in r.stdout and "token_embd.weight" in r.stdout
+    r = run("info", "/dev/null")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and pygemma.__version__ in r.stdout
+    r = run("--help")
+    assert r.returncode == 0 and "--cli" in r.stdout
