@@ -4,8 +4,8 @@ llama-cpp-python is installed.
 
     python bench/bench_matmul.py [--threads 2] [--types Q4_0,Q8_0,...] [--no-ggml] [--quick]
 
-Mat-vec ("cold"): the weights are copied until the copies exceed twice the
-last-level cache and the benchmark cycles through them, so every product
+Mat-vec ("cold"): the weights are copied until the copies exceed four times
+the last-level cache and the benchmark cycles through them, so every product
 streams its weights from DRAM -- the decode situation for models larger than
 the cache.  "hot" repeats one matrix (it stays in L2/L3).  Timings are the best
 of several runs (wall clock), and the machine may be shared: compare the
@@ -78,7 +78,8 @@ class Ours:
         self.pool = p[0]
 
     def read_bw(self, nbytes):
-        buf = np.ones(nbytes // 8, np.uint64)
+        raw = np.ones(nbytes // 8 + 8, np.uint64)
+        buf = raw[(-raw.ctypes.data % 64) // 8:][:nbytes // 8]      # 64-byte aligned
         ptr = ffi.cast("void *", buf.ctypes.data)
         return nbytes / best_time(lambda: lib.pg_mem_read(self.pool, ptr, nbytes), 1, tries=7)
 
@@ -175,7 +176,7 @@ class GGML:
 
 
 def copies_for(nbytes, llc):
-    return max(1, -(-2 * llc // nbytes))
+    return max(1, -(-4 * llc // nbytes))      # 4x the LLC, like the read-bandwidth buffer
 
 
 def main():

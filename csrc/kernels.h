@@ -116,6 +116,9 @@ typedef struct {
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
     void (*f32_to_f16_row)(int n, const float *x, uint16_t *y);
     void (*f16_to_f32_row)(int n, const uint16_t *x, float *y);
+    /* Benchmark probe: read `bytes` (a multiple of 64) at p as fast as the tier
+     * can stream, return a checksum (so the reads cannot be elided). */
+    uint64_t (*mem_read)(const void *p, size_t bytes);
 } pg_kernels;
 
 /* The table of the active tier (built on first use; cheap afterwards). */

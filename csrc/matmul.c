@@ -212,31 +212,23 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
 /* ---- read-bandwidth probe for the benchmark ---- */
 
 typedef struct {
-    const uint8_t *buf;
+    uint64_t (*read)(const void *p, size_t bytes);
+    const uint8_t *buf;      /* (bytes) 64-byte aligned */
     size_t bytes;
     uint64_t sums[256];
 } read_job;
 
 static void read_worker(void *p, int ith, int nth) {
     read_job *j = p;
-    size_t words = j->bytes / 8;
-    size_t w0 = words * ith / nth, w1 = words * (ith + 1) / nth;
-    const uint64_t *v = (const uint64_t *)j->buf;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    size_t i = w0;
-    for (; i + 8 <= w1; i += 8) {          /* independent chains keep loads in flight */
-        a += v[i] ^ v[i + 4];
-        b += v[i + 1] ^ v[i + 5];
-        c += v[i + 2] ^ v[i + 6];
-        d += v[i + 3] ^ v[i + 7];
-    }
-    for (; i < w1; i++) a += v[i];
-    j->sums[ith] = a + b + c + d;
+    size_t lines = j->bytes / 64;
+    size_t l0 = lines * ith / nth, l1 = lines * (ith + 1) / nth;
+    j->sums[ith] = j->read(j->buf + 64 * l0, 64 * (l1 - l0));
 }
 
 PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes) {
-    if (!pool || !buf) return 0;
+    if (!pool || !buf || ((uintptr_t)buf & 63)) return 0;
     read_job j;
+    j.read = pg_kernels_get()->mem_read;
     j.buf = buf;
     j.bytes = bytes;
     memset(j.sums, 0, sizeof j.sums);
