@@ -65,12 +65,13 @@ INLINE __m512 pair_bcast(const float *p, const int two) {
 #define A_RM 4
 static size_t a_work(int64_t n) { return A_RM * pg512_arow_bytes(n); }
 
-/* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in element order */
+/* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in
+ * element order: broadcast loads and masked ops, no port-5 shuffle */
 INLINE __m512i nibbles2(const uint8_t *qs0, const uint8_t *qs1, const int two) {
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
-    __m256i b = two ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1)) : _mm256_setzero_si256();
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-    v = _mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4));
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qs0));
+    v = two ? _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i *)qs1))
+            : _mm512_maskz_mov_epi32(0x00FF, v);
+    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);          /* 128-bit lanes 1, 3: high nibbles */
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
@@ -361,10 +362,10 @@ INLINE kdec dec_q2k(const block_q2_K *b) {
     return r;
 }
 
-/* 32 bytes -> [b & 15 | b >> 4]: 64 values */
+/* 32 bytes -> [b & 15 | b >> 4]: 64 values (broadcast load, masked shift) */
 INLINE __m512i nib_split(const uint8_t *qs) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    v = _mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4);
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
