@@ -2,9 +2,10 @@
  * dispatched vector helpers used by the forward pass (attention, norms).
  * Internal.
  *
- * Each tier (kernels_ref.c = scalar reference, kernels_avx2.c,
- * kernels_avx512.c, kernels_neon.c) fills a pg_kernels table; entries a tier
- * does not accelerate keep the scalar reference.  pg_kernels_get() returns
+ * Each tier (kernels_ref.c = scalar reference; kernels_avx2*.c;
+ * kernels_avx512*.c with the panel tiles for batches; kernels_neon.c) fills a
+ * pg_kernels table; entries a tier does not accelerate keep the scalar
+ * reference.  pg_kernels_get() returns
  * the table of the tier active now (pg_cpu_tier_active()), so tests can switch
  * tiers in-process.
  *
@@ -16,14 +17,18 @@
  *   PG_ACT_F32    float x[n]                          (F32, F16 weights: x used as is)
  *   PG_ACT_BF16   bf16 x[n], round to nearest even    (BF16 weights)
  *   PG_ACT_Q8_32  int8 qs[n] | float d[n/32] | float s[n/32]
- *                 x ~ d[b] * qs, d = amax/127 per block of 32, s[b] = d[b] * sum(qs of b)
+ *                 x ~ d[b] * qs, qs = rne(x * 127/amax), d = amax/127 rounded to F16
+ *                 (as ggml's block_q8_0), s[b] = d[b] * sum(qs of b)
  *                 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights; s folds in the Q4_1/Q5_1 minimum)
  *   PG_ACT_Q8_256 int8 qs[n] | float d[n/256] | int16 bsums[n/16] | float dbs[n/16]
- *                 d = amax/127 per block of 256, bsums = sums of each 16 qs,
- *                 dbs = d * bsums (the SIMD tiers fold the K-quant minimums in float)
- * The 8-bit conversion rounds to nearest even and is bit-identical in every
- * tier, so integer dot products agree exactly between tiers; results differ
- * only by the order of float additions. */
+ *                 qs = rne(x * id), id = 127/amax, d = 1/id per block of 256 (as
+ *                 ggml's Q8_K), bsums = sums of each 16 qs, dbs = d * bsums (the
+ *                 SIMD tiers fold the K-quant minimums in float)
+ * The 8-bit conversion rounds to nearest even and gives the same values in
+ * every tier (the scalar Q8_256 takes the sign of the largest element as ggml's
+ * reference does, which negates both qs and d: the products are unchanged), so
+ * integer dot products agree exactly between tiers; results differ only by the
+ * order of float additions. */
 #ifndef PG_KERNELS_H
 #define PG_KERNELS_H
 
@@ -111,6 +116,9 @@ typedef struct {
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
     void (*f32_to_f16_row)(int n, const float *x, uint16_t *y);
     void (*f16_to_f32_row)(int n, const uint16_t *x, float *y);
+    /* Benchmark probe: read `bytes` (a multiple of 64) at p as fast as the tier
+     * can stream, return a checksum (so the reads cannot be elided). */
+    uint64_t (*mem_read)(const void *p, size_t bytes);
 } pg_kernels;
 
 /* The table of the active tier (built on first use; cheap afterwards). */

@@ -26,6 +26,9 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* Software prefetch distance for weight rows (see kernels_avx512_quant.c). */
+#define PF_BYTES 1024
+
 INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -119,6 +122,7 @@ INLINE void a_tile(const int T, const int RM, const int RN, int64_t n, const uin
         __m256i wq[A_RM], wsg[A_RM];
         float wd[A_RM], wm[A_RM];
         UNROLL for (int i = 0; i < RM; i++) {
+            _mm_prefetch((const char *)w + i * ldw + b * a_block_bytes(T) + PF_BYTES, _MM_HINT_T0);
             wq[i] = a_unpack(T, w + i * ldw + b * a_block_bytes(T), &wd[i], &wm[i]);
             if (kind == A_SIGNED) {
                 wsg[i] = wq[i];
@@ -285,6 +289,8 @@ INLINE void k_tile(const int T, const int RM, const int RN, int64_t n, const uin
         kdec kd[K_RM];
         UNROLL for (int i = 0; i < RM; i++) {
             blk[i] = w + i * ldw + b * k_block_bytes(T);
+            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64)
+                _mm_prefetch((const char *)blk[i] + PF_BYTES + l, _MM_HINT_T0);
             kd[i] = k_dec(T, blk[i]);
         }
         __m256i is[K_RM][K_RN];

@@ -33,6 +33,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* Software prefetch distance for weight rows: with several rows streamed at
+ * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM
+ * (measured: Q4_0 cold mat-vec 57% -> 70% of the read bandwidth). */
+#define PF_BYTES 1024
+
 /* acc += sum of 4 u8*s8 products per int32 lane (vpdpbusd) */
 INLINE __m512i vnni_dpbusd(__m512i acc, __m512i u, __m512i s) {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
@@ -60,12 +65,13 @@ INLINE __m512 pair_bcast(const float *p, const int two) {
 #define A_RM 4
 static size_t a_work(int64_t n) { return A_RM * pg512_arow_bytes(n); }
 
-/* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in element order */
+/* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in
+ * element order: broadcast loads and masked ops, no port-5 shuffle */
 INLINE __m512i nibbles2(const uint8_t *qs0, const uint8_t *qs1, const int two) {
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
-    __m256i b = two ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1)) : _mm256_setzero_si256();
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-    v = _mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4));
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qs0));
+    v = two ? _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i *)qs1))
+            : _mm512_maskz_mov_epi32(0x00FF, v);
+    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);          /* 128-bit lanes 1, 3: high nibbles */
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
@@ -187,6 +193,8 @@ INLINE void a_step(const int T, const int RM, const int RN, const int vnni, cons
     __m512 wd[A_RM], wm[A_RM];
     __mmask64 wneg[A_RM];
     UNROLL for (int i = 0; i < RM; i++) {
+        /* ~1 KB ahead: the hardware prefetcher alone leaves mat-vec latency-bound */
+        _mm_prefetch((const char *)w + i * ldw + 2 * p * a_block_bytes(T) + PF_BYTES, _MM_HINT_T0);
         apair a = a_unpack(T, vnni, w + i * ldw, p, two);
         wq[i] = a.q;
         wd[i] = pair_h(a.d0, a.d1);
@@ -281,9 +289,6 @@ A_GEMM(q8_0, PG_TYPE_Q8_0)
 /* ====================================================================== */
 
 #define K_RM 3
-#ifndef K_PF
-#define K_PF 4
-#endif
 #define K_RN 3
 /* work rows for the panel tiles (pg512_kpb blocks) */
 static size_t k_work(int64_t n) { return 4 * (size_t)(n / 256) * sizeof(pg512_kpb); }
@@ -357,10 +362,10 @@ INLINE kdec dec_q2k(const block_q2_K *b) {
     return r;
 }
 
-/* 32 bytes -> [b & 15 | b >> 4]: 64 values */
+/* 32 bytes -> [b & 15 | b >> 4]: 64 values (broadcast load, masked shift) */
 INLINE __m512i nib_split(const uint8_t *qs) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    v = _mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4);
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
@@ -476,10 +481,9 @@ INLINE void k_tile(const int T, const int RM, const int RN, const int vnni, int6
         kdec kd[K_RM];
         UNROLL for (int i = 0; i < RM; i++) {
             blk[i] = w + i * ldw + b * k_block_bytes(T);
-            /* a few blocks ahead: hides the latency the stream prefetcher leaves */
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T), _MM_HINT_T0);
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk[i] + K_PF * k_block_bytes(T) + 128, _MM_HINT_T0);
+            /* ~1 KB ahead, every line of the block: see PF_BYTES */
+            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64)
+                _mm_prefetch((const char *)blk[i] + PF_BYTES + l, _MM_HINT_T0);
             kd[i] = k_dec(T, blk[i]);
         }
         __m512i is[K_RM][K_RN];

@@ -351,6 +351,19 @@ static void ref_f16_to_f32_row(int n, const uint16_t *x, float *y) {
     for (int i = 0; i < n; i++) y[i] = pg_half_to_f32(x[i]);
 }
 
+static uint64_t ref_mem_read(const void *p, size_t bytes) {
+    const uint64_t *v = p;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < bytes / 8; i += 8) {   /* independent chains keep loads in flight */
+        __builtin_prefetch(v + i + 256);
+        a += v[i] ^ v[i + 4];
+        b += v[i + 1] ^ v[i + 5];
+        c += v[i + 2] ^ v[i + 6];
+        d += v[i + 3] ^ v[i + 7];
+    }
+    return a + b + c + d;
+}
+
 void pg_kernels_fill_ref(pg_kernels *k) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
@@ -373,6 +386,7 @@ void pg_kernels_fill_ref(pg_kernels *k) {
     k->axpy_f16 = ref_axpy_f16;
     k->f32_to_f16_row = ref_f32_to_f16_row;
     k->f16_to_f32_row = ref_f16_to_f32_row;
+    k->mem_read = ref_mem_read;
 }
 
 /* ---------------------------------------------------------------------- */

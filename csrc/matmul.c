@@ -94,13 +94,26 @@ static void mm_worker(void *p, int ith, int nth) {
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+/* Below this many weight bytes x tokens the job runs on the caller alone: the
+ * dispatch (~1-2 us of cache-line transfers) would cost more than it saves. */
+#define PG_MM_SERIAL_BYTES 65536
+/* Smallest mat-vec chunk worth an atomic claim. */
+#define PG_MM_MIN_CHUNK 16384
+
 /* Chunk sizes for a kernel with register tile mr x nr, about nc_pref tokens
  * per chunk (see the file comment). */
 static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     int64_t want = (int64_t)nth * 8;
     if (j->ntok == 1) {
+        /* Up to 8 chunks per thread, but chunks of >= PG_MM_MIN_CHUNK bytes
+         * (each claim is a cache-line transfer between cores), in rows that
+         * are whole 64-byte lines of y (no false sharing). */
+        int64_t nchunks = (int64_t)(j->rows * j->ldw / PG_MM_MIN_CHUNK);
+        nchunks = PG_MAX(PG_MIN(nchunks, want), nth);
+        int64_t align = mr;                     /* lcm(mr, 16) */
+        while (align % 16) align += mr;
         j->nc = 1;
-        j->mc = round_up(PG_MAX((j->rows + want - 1) / want, 1), mr);
+        j->mc = round_up(PG_MAX((j->rows + nchunks - 1) / nchunks, 1), align);
     } else {
         j->nc = PG_MIN(round_up(nc_pref, nr), round_up(j->ntok, nr));
         j->mc = round_up(PG_MAX((int64_t)(32768 / j->ldw), 1), mr);
@@ -114,9 +127,6 @@ static void plan_chunks(mm_job *j, int nth, int mr, int nr, int64_t nc_pref) {
     j->n_chunks = j->n_rchunks * ((j->ntok + j->nc - 1) / j->nc);
 }
 
-/* Below this many weight bytes x tokens the job runs on the caller alone:
- * waking workers would cost more than it saves. */
-#define PG_MM_SERIAL_BYTES 32768
 
 PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows, int64_t cols,
                            const float *x, int64_t ntok, float *y) {
@@ -202,31 +212,23 @@ PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows
 /* ---- read-bandwidth probe for the benchmark ---- */
 
 typedef struct {
-    const uint8_t *buf;
+    uint64_t (*read)(const void *p, size_t bytes);
+    const uint8_t *buf;      /* (bytes) 64-byte aligned */
     size_t bytes;
     uint64_t sums[256];
 } read_job;
 
 static void read_worker(void *p, int ith, int nth) {
     read_job *j = p;
-    size_t words = j->bytes / 8;
-    size_t w0 = words * ith / nth, w1 = words * (ith + 1) / nth;
-    const uint64_t *v = (const uint64_t *)j->buf;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    size_t i = w0;
-    for (; i + 8 <= w1; i += 8) {          /* independent chains keep loads in flight */
-        a += v[i] ^ v[i + 4];
-        b += v[i + 1] ^ v[i + 5];
-        c += v[i + 2] ^ v[i + 6];
-        d += v[i + 3] ^ v[i + 7];
-    }
-    for (; i < w1; i++) a += v[i];
-    j->sums[ith] = a + b + c + d;
+    size_t lines = j->bytes / 64;
+    size_t l0 = lines * ith / nth, l1 = lines * (ith + 1) / nth;
+    j->sums[ith] = j->read(j->buf + 64 * l0, 64 * (l1 - l0));
 }
 
 PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes) {
-    if (!pool || !buf) return 0;
+    if (!pool || !buf || ((uintptr_t)buf & 63)) return 0;
     read_job j;
+    j.read = pg_kernels_get()->mem_read;
     j.buf = buf;
     j.bytes = bytes;
     memset(j.sums, 0, sizeof j.sums);

@@ -159,8 +159,9 @@ PG_API const char *pg_kernels_name(void);
 /* Test hook: 1 runs the active tier without its optional instructions
  * (AVX-512 VNNI and BF16, NEON dotprod); 0 restores the best kernels. */
 PG_API void pg_kernels_set_generic(int on);
-/* Benchmark hook: stream `bytes` of `buf` through the pool's threads (each
- * reads a contiguous share) and return a checksum, to measure read bandwidth. */
+/* Benchmark hook: stream `bytes` of `buf` (64-byte aligned; 0 returned
+ * otherwise) through the pool's threads, each reading a contiguous share with
+ * the active tier's widest loads, and return a checksum: read bandwidth. */
 PG_API uint64_t pg_mem_read(pg_pool *pool, const void *buf, size_t bytes);
 /* Test hook: run `iterations` tiny jobs on the pool and count the shares that
  * did not run exactly once (0 when the dispatch is correct); -1 on bad input. */

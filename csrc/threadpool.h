@@ -7,10 +7,12 @@
  *
  * Thread safety: a pool runs one job at a time.  pg_pool_run and pg_matmul
  * take the pool's lock, so concurrent callers are serialized, never mixed.
- * The scratch buffer belongs to whoever holds the pool: pg_matmul uses it for
- * the quantized activations while it holds the lock; other users (the model)
- * must not call pg_matmul on the same pool while they use the scratch.
- * Never call pg_pool_run / pg_matmul on a pool from inside one of its jobs. */
+ * The scratch buffer belongs to whoever holds the pool: pg_matmul uses it
+ * (and may grow, i.e. move it) for the quantized activations, so a pointer
+ * from pg_pool_scratch is valid only until the next pg_matmul or
+ * pg_pool_scratch on that pool.  One pg_matmul at a time per pool; use one
+ * pool per thread that runs models concurrently.  Never call pg_pool_run /
+ * pg_matmul on a pool from inside one of its jobs (it would deadlock). */
 #ifndef PG_THREADPOOL_H
 #define PG_THREADPOOL_H
 
