@@ -127,7 +127,7 @@ F_GEMM(gemm_f16, F_F16)
 F_GEMM(gemm_bf16, F_BF16)
 
 /* ---------------------------------------------------------------------- */
-/* Activation conversion (bit-identical to kernels_ref.c)                 */
+/* Activation conversion (the same values as kernels_ref.c)              */
 /* ---------------------------------------------------------------------- */
 
 /* 32 floats -> 32 int8 of round-half-even(v * id) at out; returns their sum */
@@ -302,20 +302,6 @@ int pg_kernels_fill_avx2(pg_kernels *k) {
 #endif
 
 #else /* not x86-64 */
-static uint64_t v_mem_read(const void *p, size_t bytes) {
-    const __m256i *v = p;
-    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-    for (size_t i = 0; i + 8 <= bytes / 32; i += 8) {
-        _mm_prefetch((const char *)(v + i + 64), _MM_HINT_T0);   /* 2 KB ahead */
-        a = _mm256_xor_si256(a, _mm256_xor_si256(_mm256_load_si256(v + i), _mm256_load_si256(v + i + 4)));
-        b = _mm256_xor_si256(b, _mm256_xor_si256(_mm256_load_si256(v + i + 1), _mm256_load_si256(v + i + 5)));
-        c = _mm256_xor_si256(c, _mm256_xor_si256(_mm256_load_si256(v + i + 2), _mm256_load_si256(v + i + 6)));
-        d = _mm256_xor_si256(d, _mm256_xor_si256(_mm256_load_si256(v + i + 3), _mm256_load_si256(v + i + 7)));
-    }
-    __m256i x = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
-    return (uint64_t)_mm256_extract_epi64(x, 0) ^ (uint64_t)_mm256_extract_epi64(x, 3);
-}
-
 int pg_kernels_fill_avx2(pg_kernels *k) {
     (void)k;
     return 0;

@@ -118,7 +118,7 @@ F_GEMM(gemm_bf16, F_BF16)
 F_GEMM(gemm_bf16_dp, F_BF16DP)
 
 /* ---------------------------------------------------------------------- */
-/* Activation conversion (bit-identical to kernels_ref.c)                 */
+/* Activation conversion (the same values as kernels_ref.c)              */
 /* ---------------------------------------------------------------------- */
 
 /* 16 floats -> 16 int8 of round-half-even(v * id); returns the int32 values */
@@ -287,19 +287,6 @@ int pg_kernels_fill_avx512(pg_kernels *k, int vnni, int bf16) {
 #endif
 
 #else /* not x86-64 */
-static uint64_t v_mem_read(const void *p, size_t bytes) {
-    const __m512i *v = p;
-    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
-    for (size_t i = 0; i + 4 <= bytes / 64; i += 4) {
-        _mm_prefetch((const char *)(v + i + 32), _MM_HINT_T0);   /* 2 KB ahead */
-        a = _mm512_xor_si512(a, _mm512_load_si512(v + i));
-        b = _mm512_xor_si512(b, _mm512_load_si512(v + i + 1));
-        c = _mm512_xor_si512(c, _mm512_load_si512(v + i + 2));
-        d = _mm512_xor_si512(d, _mm512_load_si512(v + i + 3));
-    }
-    return (uint64_t)_mm512_reduce_add_epi64(_mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d)));
-}
-
 int pg_kernels_fill_avx512(pg_kernels *k, int vnni, int bf16) {
     (void)k; (void)vnni; (void)bf16;
     return 0;
