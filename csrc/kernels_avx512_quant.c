@@ -36,7 +36,7 @@
 /* Software prefetch distance for weight rows: with several rows streamed at
  * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM.
  * Measured on 2 threads (Q4_0 / Q4_K cold mat-vec, % of read bandwidth):
- * none 50/48, 1 KB 52/50, 4 KB 52/61, 8 KB 75/75, 16 KB 77/75. */
+ * 1 KB 52/50, 4 KB 52/61, 8 KB 75/75, 16 KB 77/75. */
 #define PF_BYTES 8192
 
 /* acc += sum of 4 u8*s8 products per int32 lane (vpdpbusd) */
