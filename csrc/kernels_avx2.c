@@ -127,7 +127,7 @@ F_GEMM(gemm_f16, F_F16)
 F_GEMM(gemm_bf16, F_BF16)
 
 /* ---------------------------------------------------------------------- */
-/* Activation conversion (bit-identical to kernels_ref.c)                 */
+/* Activation conversion (the same values as kernels_ref.c)              */
 /* ---------------------------------------------------------------------- */
 
 /* 32 floats -> 32 int8 of round-half-even(v * id) at out; returns their sum */

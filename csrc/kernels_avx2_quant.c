@@ -27,7 +27,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* Software prefetch distance for weight rows (see kernels_avx512_quant.c). */
-#define PF_BYTES 1024
+#define PF_BYTES 8192
 
 INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -118,7 +118,7 @@ F_GEMM(gemm_bf16, F_BF16)
 F_GEMM(gemm_bf16_dp, F_BF16DP)
 
 /* ---------------------------------------------------------------------- */
-/* Activation conversion (bit-identical to kernels_ref.c)                 */
+/* Activation conversion (the same values as kernels_ref.c)              */
 /* ---------------------------------------------------------------------- */
 
 /* 16 floats -> 16 int8 of round-half-even(v * id); returns the int32 values */

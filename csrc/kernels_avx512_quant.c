@@ -34,9 +34,10 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* Software prefetch distance for weight rows: with several rows streamed at
- * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM
- * (measured: Q4_0 cold mat-vec 57% -> 70% of the read bandwidth). */
-#define PF_BYTES 1024
+ * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM.
+ * Measured on 2 threads (Q4_0 / Q4_K cold mat-vec, % of read bandwidth):
+ * 1 KB 52/50, 4 KB 52/61, 8 KB 75/75, 16 KB 77/75. */
+#define PF_BYTES 8192
 
 /* acc += sum of 4 u8*s8 products per int32 lane (vpdpbusd) */
 INLINE __m512i vnni_dpbusd(__m512i acc, __m512i u, __m512i s) {
