@@ -94,33 +94,7 @@ INLINE void f_tile(const int RM, const int RN, const int T, int64_t k0, int64_t 
     }
 }
 
-/* The chunk in blocks of F_KB values: a tile's rows and columns of one block
- * stay in L1 (4 + 4 rows of 4 KB) while the block is swept. */
-#define F_KB 1024
-#define F_GEMM(name, T)                                                                              \
-    static void name(int64_t n, float *y, int64_t ldy, const void *wv, size_t ldw, int nr,           \
-                     const void *xv, size_t ldx, int nc, void *work) {                               \
-        const uint8_t *w = wv, *x = xv;                                                              \
-        (void)work;                                                                                  \
-        for (int64_t k0 = 0; k0 < n; k0 += F_KB) {                                                   \
-            int64_t k1 = PG_MIN(n, k0 + F_KB);                                                       \
-            int r = 0;                                                                               \
-            for (; r + F_RM <= nr; r += F_RM) {                                                      \
-                int c = 0;                                                                           \
-                for (; c + F_RN <= nc; c += F_RN)                                                    \
-                    f_tile(F_RM, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-                for (; c < nc; c++)                                                                  \
-                    f_tile(F_RM, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-            }                                                                                        \
-            for (; r < nr; r++) {                                                                    \
-                int c = 0;                                                                           \
-                for (; c + F_RN <= nc; c += F_RN)                                                    \
-                    f_tile(1, F_RN, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-                for (; c < nc; c++)                                                                  \
-                    f_tile(1, 1, T, k0, k1, w + r * ldw, ldw, x + c * ldx, ldx, y + c * ldy + r, ldy); \
-            }                                                                                        \
-        }                                                                                            \
-    }
+#include "kernels_float_walk.h"
 
 F_GEMM(gemm_f32, F_F32)
 F_GEMM(gemm_f16, F_F16)
