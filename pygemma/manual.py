@@ -8,7 +8,8 @@ USAGE = """\
 usage: pygemma [-m MODEL] [--chat | --cli | --server] [-p PROMPT] [options]
        pygemma info FILE | quantize IN OUT TYPE | synth ...
 
-  pygemma -m MODEL.gguf                 chat in the terminal (the default mode)
+  pygemma -m MODEL.gguf                 chat in the terminal, with the HTTP server behind it
+  pygemma -m MODEL.gguf --server        the OpenAI-compatible HTTP server and web chat
   pygemma -m MODEL.gguf --cli -p TEXT   complete TEXT once and exit
   pygemma --help                        the full manual
 """
@@ -20,7 +21,7 @@ NAME
 SYNOPSIS
     pygemma [-m MODEL] [--chat] [-p SYSTEM_PROMPT] [options]
     pygemma [-m MODEL] --cli -p PROMPT [-n N] [sampling options]
-    pygemma [-m MODEL] --server [options]
+    pygemma [-m MODEL] --server [--host H] [--port P] [--nobrowser] [--api-key KEY] [-np N]
     pygemma info FILE
     pygemma quantize IN.gguf OUT.gguf TYPE
     pygemma synth --shape 2b ...
@@ -34,7 +35,10 @@ DESCRIPTION
 
 MODES
     (no mode flag)
-        The chatbot (and, once available, the HTTP server in the background).
+        The chatbot, with the HTTP server (as --server, on its own KV caches) running in the
+        background on --host/--port; the banner shows its URL.  Without the server extra
+        (Starlette, uvicorn) it just chats and says why there is no server.  The background
+        server logs nothing to the terminal.
     --chat
         The terminal chatbot alone.  -p is the system prompt.  Replies stream as they are
         generated; Ctrl-C stops a reply and keeps what was said; Ctrl-C or Ctrl-D at the
@@ -47,7 +51,17 @@ MODES
     --cli
         Complete the prompt (-p or -f) once, print it to stdout, exit.
     --server
-        OpenAI-compatible HTTP server (not available yet).
+        OpenAI-compatible HTTP server and the web chat (needs pip install 'pygemma[server]').
+        Endpoints: POST /v1/chat/completions, POST /v1/completions (streaming with
+        "stream": true, server-sent events ending with data: [DONE]), GET /v1/models,
+        GET /health, POST /tokenize {"content"}, POST /detokenize {"tokens"}; the web chat at
+        /.  -np N slots decode together (continuous batching), each with its own KV cache of
+        -c tokens over one copy of the weights; a request reuses the slot whose cache shares
+        the longest prefix with its prompt.  Requests beyond the slots wait in a queue of
+        --queue-size; past that the server answers 503 with Retry-After.  Errors use
+        OpenAI's shape {"error": {"message", "type", "param", "code"}}.  One line per request
+        on stderr (method, path, status, tokens, seconds) unless --log-disable.  Ctrl-C or
+        SIGTERM shuts it down gracefully.
 
 OPTIONS
   Model
@@ -80,6 +94,18 @@ OPTIONS
     --gpu auto|nvidia|amd|disable
                             which GPU backend to use with -ngl
     --recompile             rebuild the GPU module for this machine
+  Server
+    --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)
+    --port N                port (default 8080; when taken, the next free one is used and
+                            printed)
+    --nobrowser             do not open the web chat in a browser (--server opens it when a
+                            graphical browser is available)
+    --api-key KEY           require "Authorization: Bearer KEY" (all but /health and the web
+                            chat's files; the web chat asks for the key)
+    --api-key-file FILE     read the key from FILE
+    -np, --parallel N       parallel slots (default 1); -c is the context of each
+    --queue-size N          requests that may wait for a slot (default 64)
+    --body-limit BYTES      largest request body (default 8 MiB; larger ones get 413)
   Misc
     --log-disable           no loading messages or progress
     --version               print the version
@@ -95,6 +121,11 @@ EXAMPLES
         pygemma -m gemma-2-9b-it.Q6_K.gguf --cli -p "The capital of France is" -n 20 --temp 0
     Offload every layer to an NVIDIA GPU, rebuilding the GPU module first:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --recompile --gpu nvidia -ngl 999
+    Serve on the LAN with 4 slots and a key, then ask it from another shell:
+        pygemma -m gemma-2-9b-it.Q6_K.gguf --server --host 0.0.0.0 -np 4 --api-key s3cret
+        curl http://localhost:8080/v1/chat/completions -H "Content-Type: application/json" \\
+             -H "Authorization: Bearer s3cret" \\
+             -d '{"model": "gemma-9b-it", "messages": [{"role": "user", "content": "Say this is a test!"}], "temperature": 0.0}'
     Inspect a file:
         pygemma info gemma-2-9b-it.Q6_K.gguf
 
