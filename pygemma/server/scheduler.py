@@ -179,6 +179,7 @@ class Scheduler:
     def _fail(self, slot, exc):
         if slot.job is not None:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            slot.job.finished = True
             slot.job.emit("error", f"generation failed: {exc}")
         try:
             slot.seq.reset()                # its cache may be half-written: start clean
@@ -234,6 +235,7 @@ class Scheduler:
         if step.text or step.logprob is not None:
             job.emit("delta", step.text, step.logprob)
         if gen.done:
+            job.finished = True                 # before the event: the handler may exit at once
             job.emit("done", gen.finish_reason)
             self._release(slot)
         else:
