@@ -49,5 +49,10 @@ struct pg_context {
  * the network.  logits_out: (n, n_vocab) for every token, or NULL to compute
  * only the last token's logits into ctx->logits. */
 pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_t n, float *logits_out);
+/* The same for rows of several sequences: row t is the next token of seqs[t] (at position
+ * seqs[t]->n_past, into seqs[t]'s KV cache), computed with ctx's buffers and pool.  seqs NULL
+ * is pg_forward_chunk.  Does not advance any n_past. */
+pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs, const int32_t *tokens,
+                          int32_t n, float *logits_out);
 
 #endif

@@ -226,3 +226,46 @@ PG_API const float *pg_context_logits(const pg_context *ctx) { return ctx->has_l
 PG_API void pg_context_cancel(pg_context *ctx) { ctx->cancel = 1; }
 
 PG_API void pg_context_trace_hidden(pg_context *ctx, float *hidden) { ctx->trace_hidden = hidden; }
+
+/* ---- several sequences at once (the server's parallel slots) ---------------------------- */
+
+PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, int32_t n_seq) {
+    if (!ctxs || !tokens) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL argument");
+    if (n_seq <= 0) return pg_fail(PG_ERR_ARG, "pg_eval_batch: no sequences");
+    pg_context *act = ctxs[0];
+    if (!act) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL context at index 0");
+    if (n_seq > act->n_batch)
+        return pg_fail(PG_ERR_ARG, "pg_eval_batch: %d sequences exceed the first context's n_batch = %d", n_seq,
+                       act->n_batch);
+    const int32_t n_vocab = act->model->cfg.n_vocab;
+    for (int32_t i = 0; i < n_seq; i++) {
+        const pg_context *c = ctxs[i];
+        if (!c) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL context at index %d", i);
+        for (int32_t j = 0; j < i; j++)
+            if (ctxs[j] == c) return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d appears twice", i);
+        if (c->model != act->model)
+            return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d belongs to another model", i);
+        /* The first context's score rows and numerics serve every row. */
+        if (c->n_ctx > act->n_ctx || c->precise != act->precise)
+            return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d has n_ctx %d / precise %d; the first has %d / %d",
+                           i, c->n_ctx, c->precise, act->n_ctx, act->precise);
+        if (c->n_past + 1 > c->n_ctx)
+            return pg_fail(PG_ERR_CONTEXT, "context full: sequence %d holds %lld tokens, n_ctx = %d", i,
+                           (long long)c->n_past, c->n_ctx);
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return pg_fail(PG_ERR_ARG, "token id %d of sequence %d is out of range [0, %d)", tokens[i], i, n_vocab);
+    }
+    float *logits = pg_malloc_aligned(sizeof(float) * (size_t)n_seq * (size_t)n_vocab); /* (n_seq, n_vocab) */
+    if (!logits) return pg_fail(PG_ERR_NOMEM, "out of memory for %d sequences' logits", n_seq);
+    act->cancel = 0;
+    pg_status st = pg_forward_rows(act, ctxs, tokens, n_seq, logits);
+    for (int32_t i = 0; i < n_seq; i++) {
+        pg_context *c = ctxs[i];
+        c->has_logits = st == PG_OK;
+        if (st != PG_OK) continue;
+        memcpy(c->logits, logits + (size_t)i * n_vocab, sizeof(float) * (size_t)n_vocab);
+        c->n_past += 1;
+    }
+    pg_free_aligned(logits);
+    return st;
+}

@@ -538,6 +538,12 @@ PG_API const float *pg_context_logits(const pg_context *c);   /* (n_vocab) or NU
  * chunk copies the residual stream after each layer into hidden
  * (n_layer, n_tokens, n_embd); NULL turns it off. */
 PG_API void pg_context_trace_hidden(pg_context *c, float *hidden);
+/* One next token for each of n_seq distinct contexts of the same model, in one pass over
+ * the weights (the server's parallel slots decode together).  tokens: (n_seq), token i
+ * appended to ctxs[i], whose logits are then readable through pg_context_logits().  The
+ * first context's buffers and threads do the work: n_seq <= its n_batch, and no context may
+ * have a larger n_ctx or other numerics (precise) than it.  On failure no n_past changes. */
+PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, int32_t n_seq);
 /* Ask a running pg_eval (on another thread) to stop soon with PG_ERR_CANCELLED. */
 PG_API void pg_context_cancel(pg_context *c);
 /* CDEF END */
