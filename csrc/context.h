@@ -45,6 +45,10 @@ struct pg_context {
     volatile int cancel;       /* set from another thread to stop an eval */
 };
 
+/* model.c: NEOX RoPE of one head's vector v (hd) to position pos (any sign: rotating a
+ * vector already at position p by -d gives it at position p - d). */
+void pg_rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise);
+
 /* model.c: run one chunk (n <= n_batch tokens at positions n_past..) through
  * the network.  logits_out: (n, n_vocab) for every token, or NULL to compute
  * only the last token's logits into ctx->logits. */

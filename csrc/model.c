@@ -71,7 +71,7 @@ static inline float round_f16(float x) { return pg_half_to_f32(pg_f32_to_half(x)
  * precise: theta_i = (pos * pos_scale) * inv_freq[i], as transformers;
  * otherwise ggml's recurrence theta_{i+1} = theta_i * inv_freq[1] from pos,
  * times pos_scale (linear scaling). */
-static void rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise) {
+void pg_rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise) {
     int half = hd / 2;
     float theta_extrap = pos;
     for (int i = 0; i < half; i++) {
@@ -174,13 +174,13 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
         if (h < H) {
             float *qh = ctx->q + ((int64_t)t * H + h) * hd;
             if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps, ctx->precise);
-            rope_neox(qh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
+            pg_rope_neox(qh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
         } else {
             h -= H;
             float *kh = ctx->k + ((int64_t)t * Hkv + h) * hd;
             const float *vh = ctx->v + ((int64_t)t * Hkv + h) * hd;
             if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps, ctx->precise);
-            rope_neox(kh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
+            pg_rope_neox(kh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
             size_t off = (((size_t)h * cl + (size_t)(pos % cl)) * hd) * ctx->kv_elem;
             char *kc = (char *)seq->k_cache[l] + off, *vc = (char *)seq->v_cache[l] + off;
             if (ctx->kv_type == PG_TYPE_F16) {

@@ -12,6 +12,33 @@ PG_API void pg_context_params_init(pg_context_params *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* Touch every page of the tensor data (a read per 4 KiB page), reporting progress about
+ * every 1% and at the end, so the first evals do not stall on page faults and a person
+ * sees the load advance.  The callback may cancel. */
+static pg_status read_in_weights(const pg_gguf *g, pg_progress_fn progress, void *user) {
+    const int64_t nt = pg_gguf_n_tensors(g);
+    uint64_t total = 0, done = 0, next_report = 0;
+    for (int64_t t = 0; t < nt; t++) total += pg_gguf_tensor_nbytes(g, t);
+    volatile unsigned char sink = 0;
+    if (progress(0.0f, user)) return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+    for (int64_t t = 0; t < nt; t++) {
+        const unsigned char *data = pg_gguf_tensor_data(g, t);
+        const uint64_t n = pg_gguf_tensor_nbytes(g, t);
+        for (uint64_t off = 0; off < n; off += 4096) {
+            sink ^= data[off];
+            if (done + off >= next_report) {
+                if (progress(total ? (float)((double)(done + off) / (double)total) : 1.0f, user))
+                    return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+                next_report = done + off + total / 100 + 1;
+            }
+        }
+        done += n;
+    }
+    (void)sink;
+    if (progress(1.0f, user)) return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+    return PG_OK;
+}
+
 PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_model **out) {
     if (!path || !out) return pg_fail(PG_ERR_ARG, "pg_model_load: NULL argument");
     *out = NULL;
@@ -30,6 +57,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
     if (st == PG_OK && pg_tokenizer_n_vocab(m->tok) > m->cfg.n_vocab)
         st = pg_fail(PG_ERR_FORMAT, "tokenizer has %lld tokens but token_embd.weight only %d rows",
                      (long long)pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
+    if (st == PG_OK && p->progress) st = read_in_weights(m->gguf, p->progress, p->progress_user);
     if (st != PG_OK) {
         pg_model_free(m);
         return st;

@@ -14,11 +14,7 @@ pytest.importorskip("gguf")
 from pygemma import errors  # noqa: E402
 from pygemma._ffi import check, ffi, lib  # noqa: E402
 from models import gemma2_hf_model, gemma3_hf_model, hf_logits, write_gguf_from_hf  # noqa: E402
-
-
-def token_ids(n, vocab, seed):
-    rng = np.random.default_rng(seed)
-    return [2] + rng.integers(4, vocab, size=n - 1).tolist()
+from models import random_token_ids as token_ids  # noqa: E402
 
 
 class Contexts:
