@@ -38,6 +38,15 @@ def eval_batch(seqs, tokens):
         for s, t in zip(seqs, tokens):
             s.eval_one(t)
         return
+    # The first context does the work: it needs the largest n_ctx and room for n tokens.
+    order = sorted(range(len(seqs)), key=lambda i: -seqs[i].n_ctx)
+    seqs, tokens = [seqs[i] for i in order], [tokens[i] for i in order]
+    step = max(1, seqs[0].n_batch)
+    for i in range(0, len(seqs), step):
+        _eval_batch(seqs[i:i + step], tokens[i:i + step])
+
+
+def _eval_batch(seqs, tokens):
     ctxs = ffi.new("pg_context *[]", [s._ctx for s in seqs])
     toks = ffi.new("int32_t[]", [int(t) for t in tokens])
     status = lib.pg_eval_batch(ctxs, toks, len(seqs))
@@ -140,6 +149,20 @@ class Sequence:
             del self._tokens[n_past:]
             return True
         return False
+
+    def drop(self, start, end):
+        """Remove the cached tokens [start, end), shifting the later ones down in the KV cache
+        without re-evaluating them.  False (nothing changed) when the sliding-window cache
+        cannot do it."""
+        self._live()
+        if not 0 <= start <= end <= len(self._tokens):
+            raise ValueError(f"cannot drop tokens [{start}, {end}): {len(self._tokens)} tokens are cached")
+        status = lib.pg_context_shift(self._ctx, start, end)
+        if status == lib.PG_ERR_STATE:
+            return False
+        check(status)
+        del self._tokens[start:end]
+        return True
 
     # ---- evaluation -----------------------------------------------------------------------
     def _eval(self, ids, all_logits=None, interruptible=False):
