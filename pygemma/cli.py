@@ -10,6 +10,7 @@
 """
 import argparse
 import os
+import signal
 import sys
 import threading
 
@@ -217,12 +218,21 @@ def run_server(args):
         if not args.nobrowser:
             from .server.run import open_browser
             threading.Timer(0.5, open_browser, [server.url]).start()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with
+        # the handlers it found: make both end here quietly.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             server.serve_forever()
-        except KeyboardInterrupt:        # uvicorn re-raises the Ctrl-C it handled
+        except KeyboardInterrupt:
             pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         log(args, "pygemma: server stopped")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def start_background_server(args, model):
