@@ -227,3 +227,24 @@ def test_healthy_after_fuzz(http):
     assert http.get("/health").json()["status"] == "ok"
     r = http.post(CHAT, json={"messages": MSGS, "max_tokens": 2, "temperature": 0})
     assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_web_chat_files(tmp_path, monkeypatch):
+    from pygemma.server import web
+    path = pygemma.model.default_model_path()
+    (tmp_path / "index.html").write_text("<!doctype html><title>chat</title>")
+    (tmp_path / "app.js").write_text("console.log('hi');")
+    monkeypatch.setattr(web, "WEB_DIR", str(tmp_path))
+    with live_server(str(path), n_ctx=64, api_key=KEY) as (srv, _):
+        r = httpx.get(srv.url)                              # open, even with a key
+        assert r.status_code == 200 and r.text.startswith("<!doctype html>")
+        assert r.headers["content-type"].startswith("text/html")
+        r = httpx.get(srv.url + "web/app.js")
+        assert r.status_code == 200 and "console.log" in r.text
+        check_error(httpx.get(srv.url + "web/missing.js"), 404)
+        check_error(httpx.get(srv.url + "web/%2e%2e/%2e%2e/etc/passwd"), 404)
+    monkeypatch.setattr(web, "WEB_DIR", str(tmp_path / "nowhere"))
+    with live_server(str(path), n_ctx=64) as (srv, _):
+        r = httpx.get(srv.url)
+        assert r.status_code == 200 and "web chat is not installed" in r.text
+        check_error(httpx.get(srv.url + "web/app.js"), 404)
