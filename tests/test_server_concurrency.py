@@ -160,3 +160,24 @@ def test_prefix_reuse_of_a_growing_chat(model_path):
         # everything up to the first reply was cached (the reply's own tokens may re-tokenize)
         assert cached >= r1["usage"]["prompt_tokens"] - 1
         assert cached < r2["usage"]["prompt_tokens"]
+
+
+def test_a_failing_step_fails_only_its_requests(model_path, monkeypatch):
+    from pygemma.server import scheduler
+    real = scheduler.eval_batch
+    calls = []
+
+    def flaky(seqs, tokens):
+        calls.append(len(seqs))
+        if len(calls) == 2:
+            raise MemoryError("simulated failure")
+        return real(seqs, tokens)
+    monkeypatch.setattr(scheduler, "eval_batch", flaky)
+    with live_server(model_path, n_ctx=128, n_parallel=1) as (server, _):
+        r = httpx.post(server.url + "v1/completions", json={"prompt": "Hi", "max_tokens": 5}, timeout=60)
+        assert r.status_code == 500 and "Traceback" not in r.text
+        assert r.json()["error"]["code"] == "generation_failed"
+        assert "simulated failure" in r.json()["error"]["message"]
+        ok = _completion(server.url, {"prompt": "Hi", "max_tokens": 3, "temperature": 0})
+        assert ok["usage"]["completion_tokens"] == 3
+        assert httpx.get(server.url + "health").json()["busy"] == 0

@@ -8,6 +8,7 @@ import traceback
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..sampling import SamplingParams
@@ -52,11 +53,14 @@ class ServerState:
             if int(length) > self.body_limit:
                 raise self._too_large()
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.body_limit:
-                raise self._too_large()
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.body_limit:
+                    raise self._too_large()
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise APIError(499, "the client closed the connection", code="client_closed") from None
         return b"".join(chunks)
 
     def _too_large(self):

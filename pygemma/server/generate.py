@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import openai_format as fmt
 from ..json_constraint import JsonConstraint, TokenBytes
 from . import validate
-from .errors import APIError, JSONResponse
+from .errors import APIError, JSONResponse, error_body
 from .streaming import GONE, SSEResponse, Watch, events, submit
 
 
@@ -36,7 +36,7 @@ async def _collect(state, job, receive):
             elif event is GONE:
                 raise APIError(499, "the client closed the connection", code="client_closed")
             else:
-                raise APIError(500, event[1], code="generation_failed")
+                raise APIError(event[2], event[1], code="generation_failed")
     return "".join(texts), finish, lps
 
 
@@ -77,8 +77,7 @@ async def _chat_chunks(req, job, cid, created, name, piece):
             if req.include_usage:
                 yield fmt.usage_chunk(cid, created, name, job.stats)
         elif event is not GONE:
-            yield {"error": {"message": event[1], "type": "server_error", "param": None,
-                             "code": "generation_failed"}}
+            yield error_body(event[2], event[1], code="generation_failed")
 
 
 async def completions(state, request):
@@ -118,5 +117,4 @@ async def _completion_chunks(req, job, cid, created, name, piece):
             if req.include_usage:
                 yield fmt.usage_chunk(cid, created, name, job.stats, "text_completion")
         elif event is not GONE:
-            yield {"error": {"message": event[1], "type": "server_error", "param": None,
-                             "code": "generation_failed"}}
+            yield error_body(event[2], event[1], code="generation_failed")

@@ -28,7 +28,7 @@ class QueueFull(Exception):
 
 class Job:
     """One generation request.  Events put on `queue` (from the scheduler thread):
-    ("delta", text, TokenLogprob or None), ("done", finish_reason), ("error", message)."""
+    ("delta", text, TokenLogprob or None), ("done", finish_reason), ("error", message, status)."""
 
     def __init__(self, ids, params, loop, queue, logprobs=None, constraint=None):
         self.ids, self.params = list(ids), params
@@ -89,7 +89,7 @@ class Scheduler:
             self.thread.join()
             self.thread = None
         for job in list(self.waiting) + [s.job for s in self.slots if s.job is not None]:
-            job.emit("error", "the server is shutting down")
+            job.emit("error", "the server is shutting down", 503)
         self.waiting.clear()
 
     def submit(self, job):
@@ -180,7 +180,7 @@ class Scheduler:
         if slot.job is not None:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
             slot.job.finished = True
-            slot.job.emit("error", f"generation failed: {exc}")
+            slot.job.emit("error", f"generation failed: {exc}", 500)
         try:
             slot.seq.reset()                # its cache may be half-written: start clean
         except Exception:
