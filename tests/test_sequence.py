@@ -91,3 +91,24 @@ def test_prefix_reuse_and_context_limits(model):
     model_closed.close()                     # closes its sequences first
     with pytest.raises(pygemma.ModelStateError):
         extra.eval([1])
+
+
+def test_prefill_starts_over_when_the_sliding_ring_cannot_rewind():
+    """Gemma 3 270M's sliding layers keep a ring of window + n_batch positions: after 700
+    tokens, going back to position 100 is impossible, so the prompt is evaluated from 0."""
+    path = pygemma.model.default_model_path()
+    if path is None:
+        pytest.skip("default model package not installed")
+    with pygemma.Model(path, n_ctx=1024, n_threads=2, n_batch=64) as m:
+        seq = m.new_sequence()
+        long = m.tokenize(" ".join(f"w{i}" for i in range(300)))[:700]
+        assert len(long) == 700
+        seq.prefill(long)
+        other = long[:100] + m.tokenize("and a different ending", add_bos=False)
+        assert not seq.try_rewind(100) and seq.tokens == long      # refused, nothing changed
+        assert seq.prefill(other) == 0                              # nothing reusable
+        fresh = m.new_sequence()
+        fresh.prefill(other)
+        assert seq.tokens == other
+        assert np.array_equal(seq.last_logits(), fresh.last_logits())
+        assert seq.prefill(other[:-1] + [other[-1]]) == len(other) - 1   # the tail still rewinds
