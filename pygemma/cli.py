@@ -240,7 +240,7 @@ def start_background_server(args, model):
     try:
         from .server import Server
     except ImportError as e:
-        return None, f"no server: Starlette/uvicorn are not installed ({e.name}); pip install 'pygemma[server]'"
+        return None, f"no server (chat only): the server extra is not installed ({e}); pip install 'pygemma[server]'"
     try:
         server = Server(model, log=False, say=lambda msg: None, **server_options(args)).start()
     except Exception as e:              # a busy port range, a bad key file: chat anyway

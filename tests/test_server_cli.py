@@ -89,3 +89,32 @@ def test_server_cli_log_disable_and_sigint(model_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _run_chat(model_path, tmp_path, extra_path=None, *args):
+    path = [p for p in (extra_path, ROOT, os.environ.get("PYTHONPATH")) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), HOME=str(tmp_path), PYGEMMA_PLAIN_INPUT="1")
+    return subprocess.run([sys.executable, "-m", "pygemma", "-m", model_path, "-c", "64", *args],
+                          input="/exit\n", capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_default_mode_chats_with_the_server_behind(model_path, tmp_path):
+    r = _run_chat(model_path, tmp_path, None, "--port", "0")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"server:\s+http://127\.0\.0\.1:\d+/", r.stdout), r.stdout
+    r = _run_chat(model_path, tmp_path, None, "--chat")
+    assert r.returncode == 0 and "server:" not in r.stdout
+
+
+def test_default_mode_without_the_server_extra(model_path, tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "uvicorn.py").write_text("raise ImportError('uvicorn is hidden by the test')\n")
+    r = _run_chat(model_path, tmp_path, str(fake))
+    assert r.returncode == 0, r.stderr
+    assert "server:" not in r.stdout and ">>>" in r.stdout
+    assert "no server" in r.stderr and "pygemma[server]" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pygemma", "-m", model_path, "--server", "--nobrowser"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), ROOT])), cwd=ROOT)
+    assert r.returncode == 1 and "pip install 'pygemma[server]'" in r.stderr
