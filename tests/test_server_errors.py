@@ -248,3 +248,17 @@ def test_web_chat_files(tmp_path, monkeypatch):
         r = httpx.get(srv.url)
         assert r.status_code == 200 and "web chat is not installed" in r.text
         check_error(httpx.get(srv.url + "web/app.js"), 404)
+
+
+def test_a_bug_is_a_json_500_without_traceback(http, monkeypatch, capfd):
+    from pygemma.server import validate
+
+    def broken(body, *a):
+        raise RuntimeError("a simulated bug")
+    monkeypatch.setattr(validate, "tokenize_request", broken)
+    r = http.post("/tokenize", json={"content": "x"})
+    err = check_error(r, 500)
+    assert err["type"] == "server_error" and "simulated" not in r.text
+    assert "RuntimeError: a simulated bug" in capfd.readouterr().err      # logged for the operator
+    monkeypatch.undo()
+    assert http.post("/tokenize", json={"content": "x"}).status_code == 200
