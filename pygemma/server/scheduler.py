@@ -131,16 +131,14 @@ class Scheduler:
 
     def _admit(self):
         """Move waiting jobs into free slots (under cv).  Returns the slots that got one."""
-        while self.waiting and self.waiting[0].cancelled:
-            self.waiting.popleft().finished = True
+        for job in [j for j in self.waiting if j.cancelled]:     # their clients are gone
+            self.waiting.remove(job)
+            job.finished = True
         admitted = []
         for job in list(self.waiting):
             free = [s for s in self.slots if s.free]
             if not free:
                 break
-            if job.cancelled:
-                self.waiting.remove(job)
-                continue
             # longest shared prefix first, then the least recently used slot
             slot = max(free, key=lambda s: (s.seq.common_prefix(job.ids), -s.last_used))
             self.waiting.remove(job)
@@ -200,9 +198,7 @@ class Scheduler:
             if slot.job is None or not slot.fresh:
                 continue
             slot.fresh = False
-            ok = self._guard(slot, self._sample, slot, decoding, tokens)
-            if not ok:
-                continue
+            self._guard(slot, self._sample, slot, decoding, tokens)
         # 3. one batched decode step for all of them
         if decoding:
             try:
