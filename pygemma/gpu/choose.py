@@ -1,0 +1,61 @@
+"""--gpu auto|nvidia|amd|disable: which backend's library to use, or None for the CPU."""
+import warnings
+
+from ..errors import GPUError
+from . import builder, targets
+
+BACKEND_OF = {"nvidia": "cuda", "amd": "hip"}
+CHOICES = ("auto", "nvidia", "amd", "disable")
+
+
+def gpu_library(gpu="auto", options=None):
+    """Path of the GPU library to load, or None to run on the CPU.
+
+    An explicit "nvidia"/"amd" that cannot be used raises GPUError (or
+    GPUBuildError); "auto" tries NVIDIA then AMD where a GPU of that kind is
+    present and, if neither works, warns once and returns None."""
+    if gpu not in CHOICES:
+        raise ValueError(f"gpu must be one of {', '.join(CHOICES)}, got {gpu!r}")
+    if gpu == "disable":
+        return None
+    options = options or builder.BuildOptions()
+    if gpu != "auto":
+        return builder.build_library(BACKEND_OF[gpu], options)
+    reasons = []
+    for name, backend in BACKEND_OF.items():
+        if not targets.device_present(backend):
+            continue
+        try:
+            return builder.build_library(backend, options)
+        except GPUError as e:
+            reasons.append(f"{name}: {str(e).splitlines()[0]}")
+    why = "; ".join(reasons) if reasons else "no NVIDIA or AMD GPU found"
+    warnings.warn(f"no usable GPU ({why}); running on the CPU", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def c_core_has_gpu():
+    """Whether this build's C core takes a GPU library (pg_model_params.gpu_library)."""
+    from .._ffi import ffi
+    return "gpu_library" in dict(ffi.typeof("pg_model_params").fields)
+
+
+def apply_to_params(params, n_gpu_layers, gpu="auto", options=None):
+    """Fill a pg_model_params' n_gpu_layers and gpu_library for Model().
+
+    Returns the cdata holding the library path, to keep alive until pg_model_load returns."""
+    from .._ffi import ffi
+    params.n_gpu_layers = 0
+    if not n_gpu_layers or gpu == "disable":
+        return None
+    if not c_core_has_gpu():
+        warnings.warn("GPU offload is not available in this build of pygemma; running on the CPU",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    path = gpu_library(gpu, options)
+    if path is None:
+        return None
+    keep = ffi.new("char[]", path.encode())
+    params.gpu_library = keep
+    params.n_gpu_layers = int(n_gpu_layers)
+    return keep
