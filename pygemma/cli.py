@@ -5,10 +5,12 @@
     pygemma info FILE                    GGUF metadata and tensor table
     pygemma quantize IN OUT TYPE         write a quantized copy
     pygemma synth --shape 2b ...         random-weight Gemma 2 file for speed work
+    pygemma --recompile --gpu nvidia     build the GPU library for this machine, print its path
 """
 import argparse
 import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import PygemmaError
@@ -31,9 +33,18 @@ def build_parser():
     model.add_argument("-b", "--batch-size", type=int, default=None, help="prompt tokens per forward chunk")
     model.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=0,
                        help="layers to offload to the GPU (999: all)")
-    model.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
-                       help="GPU backend to use with -ngl")
-    model.add_argument("--recompile", action="store_true", help="rebuild the GPU module for this machine")
+    gpu = p.add_argument_group("GPU")
+    gpu.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
+                     help="GPU backend to use with -ngl")
+    compile_mode = gpu.add_mutually_exclusive_group()
+    compile_mode.add_argument("--recompile", action="store_true",
+                              help="rebuild the GPU library for this machine (alone: build and exit)")
+    compile_mode.add_argument("--nocompile", action="store_true",
+                              help="never compile the GPU library: use the cached build or fail")
+    gpu.add_argument("--tinyblas", action="store_true",
+                     help="use pygemma's own GEMM instead of cuBLAS/hipBLAS")
+    gpu.add_argument("--gpu-arch", metavar="LIST", default=None,
+                     help="GPU targets to build for, e.g. sm_80,sm_90 or gfx90a,gfx1100 (default: detect)")
     prompt = p.add_argument_group("prompt")
     prompt.add_argument("-p", "--prompt", help="prompt text (system prompt in chat mode)")
     prompt.add_argument("-f", "--file", help="read the prompt from a file")
@@ -107,11 +118,34 @@ def load_model(args):
     progress(args, 0)
     try:
         model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
-                      n_gpu_layers=args.n_gpu_layers)
+                      n_gpu_layers=args.n_gpu_layers, gpu=args.gpu, gpu_options=gpu_options(args))
     finally:
         progress(args, None)
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
     return model
+
+
+def gpu_options(args):
+    from .gpu import BuildOptions
+    return BuildOptions(recompile=args.recompile, nocompile=args.nocompile, tinyblas=args.tinyblas,
+                        archs=args.gpu_arch, log=not args.log_disable)
+
+
+def run_gpu_build(args):
+    """--recompile / --nocompile without -ngl: build (or look up) the GPU library, print its path."""
+    from .gpu import gpu_library
+    if args.gpu == "disable":
+        raise PygemmaError("--recompile/--nocompile need a GPU backend, not --gpu disable")
+    if args.gpu == "auto":
+        from .errors import GPUError
+        from .gpu import targets
+        found = [name for name, backend in (("nvidia", "cuda"), ("amd", "hip")) if targets.device_present(backend)]
+        if not found:
+            raise GPUError("no NVIDIA or AMD GPU found; to build without one, name the backend "
+                           "and targets: --gpu nvidia --gpu-arch sm_80,sm_90")
+        args.gpu = found[0]
+    print(gpu_library(args.gpu, gpu_options(args)))
+    return 0
 
 
 def progress(args, percent):
@@ -184,6 +218,9 @@ def main(argv=None):
             else:
                 print_usage()
             return 0
+        warnings.formatwarning = lambda message, *a, **k: f"pygemma: warning: {message}\n"
+        if (args.recompile or args.nocompile) and not args.n_gpu_layers:
+            return run_gpu_build(args)
         if args.cli:
             return run_cli(args)
         if args.server:
