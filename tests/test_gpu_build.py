@@ -374,6 +374,16 @@ def test_killed_build_leaves_no_library_and_is_cleaned(fake):
     assert len(work) == 1 and not os.path.exists(root / "work" / work[0] / builder.INTERRUPTED)
 
 
+def test_ctrl_c_stops_the_build_and_publishes_nothing(fake):
+    p = spawn(fake, "-q", sleep="60", new_session=True)
+    assert wait_for(lambda: len(fake.calls("compile")) >= 1)
+    os.killpg(p.pid, signal.SIGINT)                  # what the terminal sends the whole group
+    _, err = p.communicate(timeout=50)               # well before the 60 s compile would end
+    assert p.returncode != 0 and "KeyboardInterrupt" in err
+    assert published(fake) == []
+    assert open(build_library("cuda", quiet(archs="sm_80"))).read().count("OBJ") == 2
+
+
 def test_killed_builder_whose_compiler_lives_on(fake):
     """Only the Python process dies: its ninja and compiler keep the lock until they end, then
     the next builder rebuilds (the work dir is marked interrupted)."""
