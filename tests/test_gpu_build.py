@@ -115,7 +115,8 @@ def test_build_ninja_cuda_per_arch_gencode_and_tinyblas(kernels):
     assert "-gencode arch=compute_90,code=sm_90" in text
     assert "-gencode arch=compute_90,code=compute_90" in text      # PTX of the newest for newer GPUs
     assert "-DPG_GPU_TINYBLAS=1" in text and "PG_GPU_CUBLAS" not in text and "-lcublas" not in text
-    for flag in ("-O3", "-std=c++17", "-Xcompiler -fPIC", "-shared", "-cudart=shared"):
+    for flag in ("-O3", "-std=c++17", "-Xcompiler -fPIC", "-Xcompiler -fvisibility=hidden", "-shared",
+                 "-cudart=shared"):
         assert flag in text
     assert "command = $cc $cflags -MD -MF $out.d -c $in -o $out" in text
     assert "depfile = $out.d" in text and "deps = gcc" in text
@@ -143,7 +144,7 @@ def test_build_ninja_hip_flags(kernels):
     p = plan_mod.make_plan(fake_toolkit("hip"), targets.resolve_archs("hip", "gfx1100,gfx90a"), str(kernels))
     text = ninja_file.render(p)
     cflags = text.split("cflags = ")[1].split("\n")[0]
-    assert cflags.startswith("-x hip -O3 -std=c++17 -fPIC -DPG_GPU_HIP=1")
+    assert cflags.startswith("-x hip -O3 -std=c++17 -fPIC -fvisibility=hidden -DPG_GPU_HIP=1")
     assert "--offload-arch=gfx1100 --offload-arch=gfx90a" in cflags
     assert "-DPG_GPU_TINYBLAS=1" in cflags
     ldflags = text.split("ldflags = ")[1].split("\n")[0]
@@ -357,9 +358,11 @@ def published(fake):
 
 
 def test_killed_build_leaves_no_library_and_is_cleaned(fake):
-    p = spawn(fake, "-q", sleep="30", new_session=True)
+    p = spawn(fake, "-q", sleep="4", new_session=True)
     assert wait_for(lambda: len(fake.calls("compile")) >= 1)
-    os.killpg(p.pid, signal.SIGKILL)                 # the builder, ninja and the compilers
+    # the builder and ninja (ninja runs each compiler in a process group of its own: those
+    # finish their 4 s holding the build lock, and the next build below waits for them)
+    os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     assert published(fake) == []
     root = fake.cache / os.listdir(fake.cache)[0]
@@ -435,11 +438,13 @@ def test_apply_to_params(fake, monkeypatch):
         n_gpu_layers = 0
         gpu_library = None
     monkeypatch.setattr(choose, "c_core_has_gpu", lambda: True)
+    probed = []
+    monkeypatch.setattr(choose, "probe", lambda path: probed.append(path) or "fake device")
     p = Params()
     keep = choose.apply_to_params(p, 999, "nvidia", quiet(archs="sm_80"))
     from pygemma._ffi import ffi
     assert p.n_gpu_layers == 999 and ffi.string(p.gpu_library).decode().endswith("libpygemma_gpu.so")
-    assert keep is p.gpu_library
+    assert keep is p.gpu_library and probed == [ffi.string(keep).decode()]
     p = Params()
     assert choose.apply_to_params(p, 0, "nvidia") is None and p.n_gpu_layers == 0
     monkeypatch.setattr(choose, "c_core_has_gpu", lambda: False)
@@ -488,7 +493,9 @@ __global__ void pg_scale(float *y, const float *x, float s, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = s * expf(x[i]);
 }
-extern "C" int pg_gpu_backend_v1(void) { return PG_GPU_PLACEHOLDER_BLAS; }
+extern "C" __attribute__((visibility("default"))) int pg_gpu_backend_v1(void) {
+    return PG_GPU_PLACEHOLDER_BLAS;
+}
 '''
 PLACEHOLDER_H = r'''#pragma once
 #if defined(PG_GPU_HIP)
@@ -540,8 +547,10 @@ def real_build(tmp_path_factory):
     return build
 
 
-def exports(lib):
-    return subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True).stdout
+def exported_functions(lib):
+    """Functions the library exports (nm -D): the ABI entry alone, thanks to -fvisibility=hidden."""
+    out = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if " T " in line}
 
 
 def need(backend):
@@ -559,7 +568,7 @@ def test_nvcc_builds_sm80_sm90(real_build, tinyblas):
         pytest.skip("cuBLAS headers/libraries not found (pip install nvidia-cublas)")
     lib, seconds = real_build("cuda", "sm_80,sm_90", tinyblas)
     print(f"nvcc sm_80+sm_90 {'tinyblas' if tinyblas else 'cublas'}: {seconds:.1f} s")
-    assert " T pg_gpu_backend_v1" in exports(lib)
+    assert exported_functions(lib) == {"pg_gpu_backend_v1"}
     info = json.load(open(os.path.join(os.path.dirname(lib), "build.json")))
     assert info["archs"] == ["sm_80", "sm_90"] and info["blas"] == ("tinyblas" if tinyblas else "cublas")
     assert ("-DPG_GPU_TINYBLAS=1" if tinyblas else "-DPG_GPU_CUBLAS=1") in info["cflags"]
@@ -572,7 +581,7 @@ def test_hipcc_builds_gfx90a_gfx1100(real_build):
     need("hip")
     lib, seconds = real_build("hip", "gfx90a,gfx1100", True)
     print(f"hipcc gfx90a+gfx1100 tinyblas: {seconds:.1f} s")
-    assert " T pg_gpu_backend_v1" in exports(lib)
+    assert exported_functions(lib) == {"pg_gpu_backend_v1"}
     blob = open(lib, "rb").read()
     assert b"amdgcn-amd-amdhsa--gfx90a" in blob and b"amdgcn-amd-amdhsa--gfx1100" in blob
 

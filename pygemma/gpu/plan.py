@@ -61,14 +61,15 @@ def make_plan(toolkit, archs, kernels_dir, tinyblas=False):
     libs = list(toolkit.blas_link) if use_blas else []
     if toolkit.backend == "cuda":
         blas = "cublas" if use_blas else "tinyblas"
-        cflags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", *arch]
+        # hidden visibility: the library exports pg_gpu_backend_v1 (marked default) alone
+        cflags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", *arch]
         cflags += ["-DPG_GPU_CUBLAS=1"] if use_blas else ["-DPG_GPU_TINYBLAS=1"]
         # -cudart=shared is nvcc's spelling of -lcudart (its default is the static runtime).
         ldflags = ["-shared", "-cudart=shared", *arch]
         rpath = [a for d in toolkit.lib_dirs for a in ("-Xlinker", f"-rpath={d}")]
     else:
         blas = "hipblas" if use_blas else "tinyblas"
-        cflags = ["-x", "hip", "-O3", "-std=c++17", "-fPIC", "-DPG_GPU_HIP=1", *arch]
+        cflags = ["-x", "hip", "-O3", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-DPG_GPU_HIP=1", *arch]
         cflags += ["-DPG_GPU_HIPBLAS=1"] if use_blas else ["-DPG_GPU_TINYBLAS=1"]
         if hip_devlibs.missing_targets(toolkit.root, archs):
             cflags += [f"--rocm-device-lib-path={hip_devlibs.OVERLAY}"]
