@@ -119,6 +119,11 @@ def load_model(args):
                   n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress(),
                   gpu=args.gpu, gpu_options=gpu_options(args))
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
+    from ._ffi import ffi, lib
+    if args.n_gpu_layers and hasattr(lib, "pg_model_gpu_info"):     # the C core's GPU backend
+        info = ffi.string(lib.pg_model_gpu_info(model._model)).decode("utf-8", "replace")
+        if info:
+            log(args, f"pygemma: GPU: {info}")
     return model
 
 
@@ -130,18 +135,26 @@ def gpu_options(args):
 
 def run_gpu_build(args):
     """--recompile / --nocompile without -ngl: build (or look up) the GPU library, print its path."""
+    from .errors import GPUError
     from .gpu import gpu_library
     if args.gpu == "disable":
         raise PygemmaError("--recompile/--nocompile need a GPU backend, not --gpu disable")
     if args.gpu == "auto":
-        from .errors import GPUError
         from .gpu import targets
         found = [name for name, backend in (("nvidia", "cuda"), ("amd", "hip")) if targets.device_present(backend)]
         if not found:
             raise GPUError("no NVIDIA or AMD GPU found; to build without one, name the backend "
                            "and targets: --gpu nvidia --gpu-arch sm_80,sm_90")
         args.gpu = found[0]
-    print(gpu_library(args.gpu, gpu_options(args)))
+    path = gpu_library(args.gpu, gpu_options(args))
+    print(path)
+    from .gpu.choose import probe
+    try:
+        info = probe(path)
+        if info:
+            log(args, f"pygemma: GPU: {info}")
+    except GPUError as e:       # a build for other machines' GPUs (--gpu-arch) is still a build
+        log(args, f"pygemma: note: this machine cannot run it: {e}")
     return 0
 
 

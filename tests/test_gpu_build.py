@@ -453,15 +453,23 @@ def test_apply_to_params(fake, monkeypatch):
     assert p.n_gpu_layers == 0
 
 
-def test_cli_recompile_builds_and_prints_path(fake, capsys):
+def test_cli_recompile_builds_and_prints_path(fake, capsys, monkeypatch):
     assert cli.main(["--recompile", "--gpu", "nvidia", "--gpu-arch", "sm_80,sm_90", "--log-disable"]) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith("libpygemma_gpu.so") and os.path.exists(out.strip()) and err == ""
     assert cli.main(["--recompile", "--gpu", "amd", "--gpu-arch", "gfx90a", "--tinyblas"]) == 0
     out, err = capsys.readouterr()
     assert "/hip-gfx90a-6.1.40091-" in out and "compiling GPU library (hip gfx90a, tinyblas)" in err
+    monkeypatch.setattr(choose, "probe", lambda path: "Fake GPU (1.0 GiB), compute 8.0")
     assert cli.main(["--nocompile", "--gpu", "nvidia", "--gpu-arch", "sm_80,sm_90"]) == 0
-    assert capsys.readouterr().out.strip().endswith("libpygemma_gpu.so")
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("libpygemma_gpu.so") and "pygemma: GPU: Fake GPU (1.0 GiB)" in err
+
+    def no_device(path):
+        raise GPUError("GPU device: no usable cuda device")
+    monkeypatch.setattr(choose, "probe", no_device)        # a build for other machines still succeeds
+    assert cli.main(["--nocompile", "--gpu", "nvidia", "--gpu-arch", "sm_80,sm_90"]) == 0
+    assert "note: this machine cannot run it: GPU device: no usable cuda device" in capsys.readouterr().err
 
 
 def test_cli_gpu_errors_are_fatal(fake, capsys, monkeypatch):
