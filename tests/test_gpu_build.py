@@ -14,7 +14,7 @@ import pytest
 
 from pygemma import cli
 from pygemma.errors import GPUBuildError, GPUError
-from pygemma.gpu import builder, cache, choose, ninja_file, plan as plan_mod, sources, targets, toolkit
+from pygemma.gpu import builder, choose, hip_devlibs, ninja_file, plan as plan_mod, sources, targets, toolkit
 from pygemma.gpu.builder import BuildOptions, build_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,6 +160,24 @@ def test_build_ninja_native_and_quoting(tmp_path):
     assert "-arch=native" in text and "gencode" not in text
     assert "build obj/k.o: compile " + str(d).replace("$", "$$").replace(" ", "$ ") + "/k.cu" in text
     assert "'-I" + str(d).replace("$", "$$") + "'" in text        # shell-quoted, ninja-escaped
+
+
+def test_hip_device_library_overlay_for_targets_rocm_lacks(tmp_path, kernels):
+    """Debian's ROCm 5.2 has no oclc_isa_version_1100.bc: the plan points clang at an overlay."""
+    bitcode = tmp_path / "rocm" / "lib" / "x86_64-linux-gnu" / "amdgcn" / "bitcode"
+    bitcode.mkdir(parents=True)
+    for name in ("ocml.bc", "ockl.bc", "oclc_isa_version_90a.bc", "oclc_isa_version_1030.bc"):
+        (bitcode / name).write_bytes(b"BC")
+    root = str(tmp_path / "rocm")
+    assert hip_devlibs.device_lib_dir(root) == str(bitcode)
+    assert hip_devlibs.missing_targets(root, ("gfx1030", "gfx90a")) == []
+    assert hip_devlibs.missing_targets(root, ("gfx1100", "gfx90a")) == ["gfx1100"]
+    tk = toolkit.Toolkit("hip", "/usr/bin/hipcc", "5.2.21153", root)
+    assert "--rocm-device-lib-path=devlibs" in plan_mod.make_plan(tk, ("gfx1100", "gfx90a"), str(kernels)).cflags
+    assert not any("rocm-device-lib" in f for f in plan_mod.make_plan(tk, ("gfx90a",), str(kernels)).cflags)
+    # the ISA numbers the ROCm device libraries use (oclc_isa_version_90a.bc holds 9010)
+    assert [hip_devlibs.isa_version(t) for t in ("gfx90a", "gfx1100", "gfx942", "gfx1030", "gfx906")] == \
+        [9010, 11000, 9402, 10300, 9006]
 
 
 @pytest.mark.parametrize("text,expected", [("sm_80", "sm_80"), ("8.0", "sm_80"), ("90", "sm_90"),
