@@ -200,6 +200,10 @@ def test_arch_detection_from_nvidia_smi_and_rocminfo(fake, monkeypatch):
     assert targets.resolve_archs("cuda") == ("sm_80", "sm_90")
     assert targets.nvidia_gpus() == ["NVIDIA H100 80GB HBM3", "NVIDIA A100"]
     assert targets.resolve_archs("cuda", "sm_75") == ("sm_75",)           # explicit wins
+    # a driver too old for --query-gpu=compute_cap, but a GPU listed: -arch=native
+    smi.write_text("#!/bin/sh\ncase \"$1\" in -L) echo 'GPU 0: Tesla V100 (UUID: GPU-3)';; *) exit 2;; esac\n")
+    assert targets.resolve_archs("cuda") == ("native",)
+    assert targets.arch_flags("cuda", ("native",)) == ["-arch=native"]
     info = fake.bindir / "rocminfo"
     info.write_text("#!/bin/sh\necho '  Name:                    gfx000'\necho '  Name:  gfx90a'\n"
                     "echo '  Name:  gfx1100'\necho '  Name:  gfx90a'\n")
@@ -325,6 +329,22 @@ def test_nocompile(fake):
     lib = build_library("cuda", quiet(archs="sm_80"))
     assert build_library("cuda", quiet(archs="sm_80", nocompile=True)) == lib
     assert len(fake.calls("compile")) == 2
+
+
+def test_nocompile_without_the_compiler_uses_the_matching_build(fake, monkeypatch):
+    lib80 = build_library("cuda", quiet(archs="sm_80"))
+    build_library("cuda", quiet(archs="sm_90"))
+    for name in ("nvcc", "hipcc"):
+        (fake.bindir / name).unlink()
+    only_fake_on_path(fake, monkeypatch)                 # the toolkit is gone; the cache stays
+    assert build_library("cuda", quiet(archs="sm_80", nocompile=True)) == lib80
+    with pytest.raises(GPUError, match="no cached GPU library for cuda-sm_75-"):
+        build_library("cuda", quiet(archs="sm_75", nocompile=True))
+    (fake.kernels / "a.cu").write_text(KERNEL_A + "// changed\n")      # other sources: not that build
+    with pytest.raises(GPUError, match="built from these kernel sources.*no nvcc"):
+        build_library("cuda", quiet(archs="sm_80", nocompile=True))
+    with pytest.raises(GPUError, match="`nvcc` not found"):
+        build_library("cuda", quiet(archs="sm_80"))
 
 
 def test_compile_error_is_reported_and_publishes_nothing(fake, monkeypatch):

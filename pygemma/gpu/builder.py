@@ -64,14 +64,38 @@ def _stamp(root, key):
     return (st.st_ino, st.st_mtime_ns)
 
 
+def _cached_without_toolkit(backend, options, root):
+    """--nocompile on a machine without the compiler: the newest published build for these
+    targets made from the same kernel sources (the flags cannot be recomputed here)."""
+    archs = targets.resolve_archs(backend, options.archs)
+    srcs, hdrs = sources.kernel_files(sources.kernels_dir())
+    want = sources.content_hash(srcs + hdrs)
+    prefix = f"{backend}-{targets.arch_label(archs)}-"
+    best = None
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        info = cache.read_info(root, name) if name.startswith(prefix) else None
+        if not info or info.get("sources_hash") != want or not cache.is_published(root, name):
+            continue
+        if options.tinyblas and info.get("blas") != "tinyblas":
+            continue
+        if best is None or info.get("built_at", "") > best[0]:
+            best = (info.get("built_at", ""), name)
+    if best is None:
+        raise GPUError(f"no cached GPU library for {prefix}* built from these kernel sources in {root}, "
+                       f"and no {toolkit.COMPILERS[backend][0]} to build one (--nocompile)")
+    return cache.library_path(root, best[1])
+
+
 def build_library(backend, options=None, root=None):
     """Path of the cached library for backend "cuda" or "hip", compiling it if needed.
 
     Raises GPUError (no compiler, no GPU and no --gpu-arch, --nocompile
     without a cached build) or GPUBuildError (the compiler failed)."""
     options = options or BuildOptions()
-    plan = make_plan(backend, options)
     root = root or cache.cache_root()
+    if options.nocompile and toolkit.find_compiler(backend) is None:
+        return _cached_without_toolkit(backend, options, root)
+    plan = make_plan(backend, options)
     key = plan.key()
     lib = cache.library_path(root, key)
     if cache.is_published(root, key) and not options.recompile:
