@@ -85,8 +85,9 @@ OPTIONS
     --recompile             rebuild the GPU library for this machine even if a cached build
                             exists.  Without -ngl: build it, print its path and exit
                             (pygemma --recompile --gpu nvidia)
-    --nocompile             never compile: use the cached GPU library or fail.  Without
-                            -ngl: print the cached library's path
+    --nocompile             never compile: use the cached GPU library or fail (works
+                            without the compiler installed).  Without -ngl: print the
+                            cached library's path
     --tinyblas              build with pygemma's own matrix multiplication instead of
                             cuBLAS / hipBLAS (the default where their headers and
                             libraries are installed)
