@@ -440,7 +440,7 @@ def test_killed_builder_whose_compiler_lives_on(fake):
 
 
 def test_concurrent_first_runs_build_once(fake):
-    procs = [spawn(fake, sleep="1") for _ in range(3)]
+    procs = [spawn(fake, sleep="3") for _ in range(3)]    # compiles long enough for all to start
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     paths = {o.strip() for o, _ in outs}
