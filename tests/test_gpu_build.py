@@ -428,7 +428,7 @@ def test_ctrl_c_stops_the_build_and_publishes_nothing(fake):
 def test_killed_builder_whose_compiler_lives_on(fake):
     """Only the Python process dies: its ninja and compiler keep the lock until they end, then
     the next builder rebuilds (the work dir is marked interrupted)."""
-    p = spawn(fake, "-q", sleep="2")
+    p = spawn(fake, "-q", sleep="4")
     assert wait_for(lambda: len(fake.calls("compile")) >= 1)
     p.kill()
     p.wait()
