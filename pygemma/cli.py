@@ -7,12 +7,14 @@
     pygemma info FILE                    GGUF metadata and tensor table
     pygemma quantize IN OUT TYPE         write a quantized copy
     pygemma synth --shape 2b ...         random-weight Gemma 2 file for speed work
+    pygemma --recompile --gpu nvidia     build the GPU library for this machine, print its path
 """
 import argparse
 import os
 import signal
 import sys
 import threading
+import warnings
 
 from . import __version__
 from .errors import PygemmaError
@@ -35,9 +37,18 @@ def build_parser():
     model.add_argument("-b", "--batch-size", type=int, default=None, help="prompt tokens per forward chunk")
     model.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=0,
                        help="layers to offload to the GPU (999: all)")
-    model.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
-                       help="GPU backend to use with -ngl")
-    model.add_argument("--recompile", action="store_true", help="rebuild the GPU module for this machine")
+    gpu = p.add_argument_group("GPU")
+    gpu.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
+                     help="GPU backend to use with -ngl")
+    compile_mode = gpu.add_mutually_exclusive_group()
+    compile_mode.add_argument("--recompile", action="store_true",
+                              help="rebuild the GPU library for this machine (alone: build and exit)")
+    compile_mode.add_argument("--nocompile", action="store_true",
+                              help="never compile the GPU library: use the cached build or fail")
+    gpu.add_argument("--tinyblas", action="store_true",
+                     help="use pygemma's own GEMM instead of cuBLAS/hipBLAS")
+    gpu.add_argument("--gpu-arch", metavar="LIST", default=None,
+                     help="GPU targets to build for, e.g. sm_80,sm_90 or gfx90a,gfx1100 (default: detect)")
     prompt = p.add_argument_group("prompt")
     prompt.add_argument("-p", "--prompt", help="prompt text (system prompt in chat mode)")
     prompt.add_argument("-f", "--file", help="read the prompt from a file")
@@ -118,9 +129,46 @@ def load_model(args):
         raise PygemmaError(f"model file not found: {path}")
     log(args, f"pygemma {__version__}: loading {path}")
     model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
-                  n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress())
+                  n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress(),
+                  gpu=args.gpu, gpu_options=gpu_options(args))
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
+    from ._ffi import ffi, lib
+    if args.n_gpu_layers and hasattr(lib, "pg_model_gpu_info"):     # the C core's GPU backend
+        info = ffi.string(lib.pg_model_gpu_info(model._model)).decode("utf-8", "replace")
+        if info:
+            log(args, f"pygemma: GPU: {info}")
     return model
+
+
+def gpu_options(args):
+    from .gpu import BuildOptions
+    return BuildOptions(recompile=args.recompile, nocompile=args.nocompile, tinyblas=args.tinyblas,
+                        archs=args.gpu_arch, log=not args.log_disable)
+
+
+def run_gpu_build(args):
+    """--recompile / --nocompile without -ngl: build (or look up) the GPU library, print its path."""
+    from .errors import GPUError
+    from .gpu import gpu_library
+    if args.gpu == "disable":
+        raise PygemmaError("--recompile/--nocompile need a GPU backend, not --gpu disable")
+    if args.gpu == "auto":
+        from .gpu import targets
+        found = [name for name, backend in (("nvidia", "cuda"), ("amd", "hip")) if targets.device_present(backend)]
+        if not found:
+            raise GPUError("no NVIDIA or AMD GPU found; to build without one, name the backend "
+                           "and targets: --gpu nvidia --gpu-arch sm_80,sm_90")
+        args.gpu = found[0]
+    path = gpu_library(args.gpu, gpu_options(args))
+    print(path)
+    from .gpu.choose import probe
+    try:
+        info = probe(path)
+        if info:
+            log(args, f"pygemma: GPU: {info}")
+    except GPUError as e:       # a build for other machines' GPUs (--gpu-arch) is still a build
+        log(args, f"pygemma: note: this machine cannot run it: {e}")
+    return 0
 
 
 class LoadProgress:
@@ -276,6 +324,9 @@ def main(argv=None):
             else:
                 print_usage()
             return 0
+        warnings.formatwarning = lambda message, *a, **k: f"pygemma: warning: {message}\n"
+        if (args.recompile or args.nocompile) and not args.n_gpu_layers:
+            return run_gpu_build(args)
         if args.cli:
             return run_cli(args)
         if args.server:

@@ -90,10 +90,37 @@ OPTIONS
                             penalties (off by default)
     -s, --seed N            random seed (-1: random)
   GPU
-    -ngl, --n-gpu-layers N  layers to offload to the GPU (999: all)
+    -ngl, --n-gpu-layers N  layers to offload to the GPU (999: all layers and the output head)
     --gpu auto|nvidia|amd|disable
-                            which GPU backend to use with -ngl
-    --recompile             rebuild the GPU module for this machine
+                            which GPU backend to use with -ngl.  auto (the default) uses
+                            an NVIDIA or AMD GPU if one works and otherwise warns once and
+                            runs on the CPU; naming nvidia or amd makes any failure (no
+                            compiler, no GPU, a compile error) a fatal error
+    --recompile             rebuild the GPU library for this machine even if a cached build
+                            exists.  Without -ngl: build it, print its path and exit
+                            (pygemma --recompile --gpu nvidia)
+    --nocompile             never compile: use the cached GPU library or fail (works
+                            without the compiler installed).  Without -ngl: print the
+                            cached library's path
+    --tinyblas              build with pygemma's own matrix multiplication instead of
+                            cuBLAS / hipBLAS (the default where their headers and
+                            libraries are installed)
+    --gpu-arch LIST         targets to compile for, comma-separated: sm_80,sm_90 (NVIDIA)
+                            or gfx90a,gfx1100 (AMD).  Default: the GPUs present, as
+                            nvidia-smi / rocminfo report them; needed to build on a machine
+                            without a GPU
+
+GPU BUILD
+    pygemma ships the sources of its GPU kernels.  The first run with -ngl (or
+    --recompile) compiles them on this machine with nvcc (CUDA) or hipcc (ROCm), found on
+    PATH, in $CUDA_PATH/bin or /usr/local/cuda/bin ($HIP_PATH/bin or /opt/rocm/bin), using
+    ninja (pip install ninja) with one progress line, into one shared library that later
+    runs reuse:
+        $XDG_CACHE_HOME/pygemma/VERSION/BACKEND-ARCH-TOOLKIT-HASH/libpygemma_gpu.so
+    (XDG_CACHE_HOME defaults to ~/.cache).  HASH covers the kernel sources and every
+    compiler flag, so editing a kernel or changing --gpu-arch / --tinyblas builds anew.
+    Builds are published by renaming a finished directory into place: concurrent first
+    runs compile once (the others wait) and an interrupted build leaves nothing broken.
   Server
     --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)
     --port N                port (default 8080; when taken, the next free one is used and
@@ -119,13 +146,15 @@ EXAMPLES
         pygemma -m gemma-2-9b-it.Q6_K.gguf --chat -p "you are mosaic's godzilla"
     Complete a prompt once, greedily:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --cli -p "The capital of France is" -n 20 --temp 0
-    Offload every layer to an NVIDIA GPU, rebuilding the GPU module first:
+    Offload every layer to an NVIDIA GPU, rebuilding the GPU library first:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --recompile --gpu nvidia -ngl 999
     Serve on the LAN with 4 slots and a key, then ask it from another shell:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --server --host 0.0.0.0 -np 4 --api-key s3cret
         curl http://localhost:8080/v1/chat/completions -H "Content-Type: application/json" \\
              -H "Authorization: Bearer s3cret" \\
              -d '{"model": "gemma-9b-it", "messages": [{"role": "user", "content": "Say this is a test!"}], "temperature": 0.0}'
+    Build the GPU library for A100 and H100 cards on a machine without a GPU:
+        pygemma --recompile --gpu nvidia --gpu-arch sm_80,sm_90
     Inspect a file:
         pygemma info gemma-2-9b-it.Q6_K.gguf
 
@@ -133,9 +162,15 @@ ENVIRONMENT
     NO_COLOR         no colours in the chat
     PAGER            the pager for --help (default: less -R)
     PYGEMMA_CPU      force a CPU kernel tier: scalar, avx2, avx512 or neon
+    XDG_CACHE_HOME   where the GPU library cache lives (default ~/.cache)
+    CUDA_PATH, HIP_PATH
+                     toolkit roots searched for nvcc / hipcc after PATH
+    PYGEMMA_KERNELS_DIR
+                     compile the GPU kernels from this directory (kernel development)
 
 FILES
     ~/.pygemma_history   the chat's input history
+    ~/.cache/pygemma/    built GPU libraries (safe to delete)
 """
 
 

@@ -2,13 +2,13 @@
 import os
 import threading
 import time
-import warnings
 import weakref
 
 from . import errors
 from ._ffi import check, ffi, lib
 from .gguf_file import GGUFFile
 from .generation import Generation, GenerationStats  # noqa: F401  (GenerationStats re-exported)
+from .gpu.choose import apply_to_params as apply_gpu_params
 from .sampling import SamplingParams
 from .sequence import Sequence
 from .tokenizer import Tokenizer
@@ -60,7 +60,8 @@ class Model:
     """
 
     def __init__(self, path=None, n_ctx=None, n_threads=None, n_gpu_layers=0, seed=None,
-                 n_batch=None, query_pre_attn_scalar=None, precise=False, progress=None):
+                 n_batch=None, query_pre_attn_scalar=None, precise=False, progress=None,
+                 gpu="auto", gpu_options=None):
         if path is None:
             path = default_model_path()
             if path is None:
@@ -71,15 +72,11 @@ class Model:
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.seed = seed
         self._model = self._seq = None
-        if n_gpu_layers:
-            # The GPU backend (kernels/ compiled on demand) is not part of this build yet.
-            warnings.warn("GPU offload is not available in this build of pygemma; "
-                          "running on the CPU", RuntimeWarning, stacklevel=2)
-            n_gpu_layers = 0
         mp = ffi.new("pg_model_params *")
         lib.pg_model_params_init(mp)
         mp.query_pre_attn_scalar = float(query_pre_attn_scalar or 0)
-        mp.n_gpu_layers = int(n_gpu_layers or 0)
+        # n_gpu_layers and the GPU library (built on first use; see pygemma/gpu); kept alive to the load
+        gpu_path = apply_gpu_params(mp, n_gpu_layers, gpu, gpu_options)  # noqa: F841
         out = ffi.new("pg_model **")
         with _LoadProgress(progress) as cb:
             if cb.c_callback is not None:
