@@ -1,5 +1,6 @@
 """The Starlette application: routes, error handlers, middleware, lifespan."""
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -96,6 +97,27 @@ def create_app(state, api_key=None, log=True):
     async def completions(request):
         return await generate.completions(state, request)
 
+    async def internal_error(request, exc):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        return JSONResponse(error_body(500, "internal server error (see the server's log)"),
+                            status_code=500)
+
+    def guarded(handler):
+        """A bug in a handler becomes a JSON 500 here, inside the app: Starlette's last-resort
+        handler would re-raise it to uvicorn, which then drops the keep-alive connection."""
+        @functools.wraps(handler)
+        async def run(request):
+            try:
+                return await handler(request)
+            except (APIError, HTTPException):
+                raise
+            except Exception as exc:            # noqa: BLE001 -- the operator gets the traceback
+                return await internal_error(request, exc)
+        return run
+
+    health, models, tokenize, detokenize, chat, completions = map(
+        guarded, (health, models, tokenize, detokenize, chat, completions))
+
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/health", health, methods=["GET"]),
@@ -119,11 +141,6 @@ def create_app(state, api_key=None, log=True):
                        exc.status_code, exc.detail)
         return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
-
-    async def internal_error(request, exc):
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        return JSONResponse(error_body(500, "internal server error (see the server's log)"),
-                            status_code=500)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -80,7 +80,11 @@ class Server:
         self.host = host
         self.url = url_for(host, self.port)
         config = uvicorn.Config(self.app, log_level="warning" if log else "critical", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=3, ws="none")
+                                lifespan="on", timeout_graceful_shutdown=3, ws="none",
+                                # Idle keep-alive connections live long (uvicorn's default is
+                                # 5 s): a client reusing one just as the server closes it gets a
+                                # reset, and OpenAI clients keep connections in a pool.
+                                timeout_keep_alive=75)
         self.uvicorn = uvicorn.Server(config)
         self.thread = None
 
