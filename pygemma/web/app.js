@@ -98,6 +98,9 @@
   function askKey(reason) {
     $("key-reason").textContent = reason;
     $("key-input").value = apiKey || "";
+    // Seen in headless Chromium: a textarea that held the focus while a modal dialog opened
+    // and was closed by a click took no more typed text.  Leaving it first avoids that.
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
     if (!dialog.open) dialog.showModal();
     $("key-input").focus();
     return new Promise((resolve) => { keyWaiter = resolve; });
@@ -119,6 +122,7 @@
     input.focus();
   });
 
+  $("key-cancel").addEventListener("click", () => dialog.close("cancel"));
   $("key-button").addEventListener("click", () => { askKey("Enter the server's API key (empty: none)."); });
 
   // ---- conversation view ----------------------------------------------------------
