@@ -8,8 +8,8 @@ For each server configuration (pygemma with -np 1 and -np 4, then `python -m lla
 the script starts the server on a free loopback port, sends warm-up requests, then for each
 client count runs that many concurrent streaming clients, each sending --requests completions
 one after another.  Every configuration gets the same requests: raw-text prompts (distinct from
-their first token, so no two share a cached prefix), temperature 0, the same max_tokens, on
-POST /v1/completions with stream: true.
+their first token, so no two share a cached prefix), temperature 0, repeat_penalty 1.0 (the
+llama_cpp.server default is 1.1), the same max_tokens, on POST /v1/completions with stream: true.
 
 Measured per (server, clients):
   * aggregate generated tok/s: the completion tokens of all requests / wall time from the first
@@ -122,7 +122,9 @@ def llama_server(model, threads, ctx):
 # ---- clients ------------------------------------------------------------------------------------
 def stream_completion(port, prompt, max_tokens, timeout=600):
     """One streaming completion: (text, seconds to the first text chunk, seconds in all, error)."""
-    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True})
+    # repeat_penalty 1.0: llama_cpp.server's default is 1.1, which changes even greedy replies.
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "repeat_penalty": 1.0,
+                       "stream": True})
     t0 = time.perf_counter()
     first = None
     parts = []
