@@ -517,6 +517,14 @@ def test_keyboard_labels_and_phone_width(driver, server):
         .concat([...document.querySelectorAll('button')].filter(b => !b.textContent.trim()).map(b => b.id));""")
     assert unlabeled == []
     assert driver.find_element(By.ID, "log").get_attribute("role") == "log"
+    # The settings panel opens and closes with its button.
+    toggle, panel = driver.find_element(By.ID, "settings-toggle"), driver.find_element(By.ID, "settings")
+    assert not panel.is_displayed() and toggle.get_attribute("aria-expanded") == "false"
+    toggle.click()
+    assert panel.is_displayed() and toggle.get_attribute("aria-expanded") == "true"
+    toggle.click()
+    assert not panel.is_displayed()
+    assert not driver.find_element(By.ID, "stop").is_displayed()
     # A 360 px wide phone: nothing wider than the screen; input and Send on screen.
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True})
