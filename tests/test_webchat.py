@@ -11,10 +11,12 @@ reply must be a strict prefix of the full answer, an error shown must carry the 
 `error.message`."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -64,10 +66,13 @@ class Server:
             [sys.executable, "-m", "pygemma", "-m", model, "--server", "--port", str(self.port),
              "--nobrowser", "-c", str(CTX), *extra],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = []
+        threading.Thread(target=self._drain, daemon=True).start()  # a full pipe would stall the server
         deadline = time.monotonic() + WAIT
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError("the server exited: " + self.proc.stderr.read().decode(errors="replace")[-2000:])
+                time.sleep(0.2)
+                raise RuntimeError("the server exited: " + "".join(self.log)[-2000:])
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200:
@@ -78,6 +83,16 @@ class Server:
                 self.stop()
                 raise RuntimeError("the server did not come up")
             time.sleep(0.2)
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            line = line.decode(errors="replace")
+            self.log.append(line)
+            # The port was free a moment ago; if it was taken since, the server says where it went.
+            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+            if m and len(self.log) < 20:
+                self.port = int(m.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
 
     def request(self, method, path, body=None):
         """(status, parsed JSON body) of one API call, with the key when the server has one."""
@@ -100,7 +115,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
