@@ -258,7 +258,8 @@ def main(argv=None):
         finally:
             server.stop()
 
-    print()
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} at the end (above ~{os.cpu_count()}: other work shared the CPU)")
     print_table(rows, clients)
     if args.json:
         with open(args.json, "w") as f:
