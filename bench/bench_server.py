@@ -259,7 +259,7 @@ def main(argv=None):
             server.stop()
 
     load = os.getloadavg()
-    print(f"\nload average {load[0]:.2f} {load[1]:.2f} at the end (above ~{os.cpu_count()}: other work shared the CPU)")
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} at the end ({os.cpu_count()} CPUs; the servers count too)")
     print_table(rows, clients)
     if args.json:
         with open(args.json, "w") as f:
