@@ -93,7 +93,7 @@
 
   // ---- API key dialog -----------------------------------------------------------
   const dialog = $("key-dialog");
-  let keyWaiter = null;  // resolve() of the pending askKey()
+  let keyWaiters = [];  // resolve() of each pending askKey(): one answer serves them all
 
   function askKey(reason) {
     $("key-reason").textContent = reason;
@@ -103,7 +103,7 @@
     if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
     if (!dialog.open) dialog.showModal();
     $("key-input").focus();
-    return new Promise((resolve) => { keyWaiter = resolve; });
+    return new Promise((resolve) => { keyWaiters.push(resolve); });
   }
 
   dialog.addEventListener("close", () => {
@@ -115,10 +115,10 @@
       result = apiKey || "";
     }
     dialog.returnValue = "";
-    const resolve = keyWaiter;
-    keyWaiter = null;
-    if (resolve) resolve(result);
-    else if (result !== null) loadModel();  // opened from the header button
+    const waiters = keyWaiters;
+    keyWaiters = [];
+    for (const resolve of waiters) resolve(result);
+    if (!waiters.length && result !== null) loadModel();  // opened from the header button
     input.focus();
   });
 
