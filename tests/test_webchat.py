@@ -57,7 +57,7 @@ class Server:
         try:
             import pygemma.server  # noqa: F401
         except ImportError as e:
-            pytest.skip(f"the server extra is not installed ({e})")
+            pytest.skip(f"pygemma.server is not available (Starlette/uvicorn missing?): {e}")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = extra[extra.index("--api-key") + 1] if "--api-key" in extra else None
