@@ -168,13 +168,15 @@ window.fetch = (url, opts) => {
 };
 """
 
-# Records the reply's text length at every DOM change of the conversation.
+# Records, at every change of the conversation, the length of the reply's source text (data-raw)
+# and of its rendered text (Markdown can shrink as it grows: "**bol" -> "bold").
 GROWTH_SPY = """
 window.lengths = [];
 new MutationObserver(() => {
-  const r = document.querySelector('.msg.assistant .body');
-  if (r) window.lengths.push(r.textContent.length);
-}).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
+  const r = document.querySelector('.msg.assistant');
+  if (r) window.lengths.push([(r.dataset.raw || '').length, r.querySelector('.body').textContent.length]);
+}).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true,
+                                            attributes: true});
 """
 
 
@@ -273,9 +275,11 @@ def test_streamed_reply_grows_and_equals_the_api_answer(driver, server):
     assert expected and raw == expected
 
     # The reply was painted while it streamed: several distinct, growing lengths before the end.
-    lengths = [n for n in driver.execute_script("return window.lengths") if n > 0]
-    assert len(set(lengths)) >= 3, lengths
-    assert lengths == sorted(lengths)
+    seen = driver.execute_script("return window.lengths")
+    raw_lengths = [raw for raw, _ in seen if raw > 0]
+    shown_lengths = {shown for _, shown in seen if shown > 0}
+    assert raw_lengths == sorted(raw_lengths) and raw_lengths[-1] == len(expected), seen
+    assert len(set(raw_lengths)) >= 3 and len(shown_lengths) >= 3, seen
     # Shown as rendered Markdown of exactly that text; the conversation holds both turns.
     shown = driver.execute_script("return document.querySelectorAll('.msg.assistant .body')[0].innerHTML")
     assert shown == driver.execute_script("return PgMarkdown.render(arguments[0])", expected)
