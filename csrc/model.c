@@ -309,11 +309,19 @@ pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_
     if (ctx->ring_len > 0)
         for (int t = 0; t < n; t++) ctx->ring_pos[(ctx->n_past + t) % ctx->ring_len] = ctx->n_past + t;
 
-    for (int l = 0; l < c->n_layer; l++) {
+    /* Layers [0, n_cpu) here; the rest, if offloaded, on the GPU (model_gpu.c). */
+    const int n_cpu = c->n_layer - (ctx->gpu_seq ? ctx->model->n_gpu_layers : 0);
+    for (int l = 0; l < n_cpu; l++) {
         if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
         PG_TRY(layer_forward(ctx, l, n));
         if (ctx->trace_hidden)
             memcpy(ctx->trace_hidden + (int64_t)l * n * D, ctx->x, sizeof(float) * (size_t)n * D);
+    }
+    if (ctx->gpu_seq) {
+        if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
+        int head_done;
+        PG_TRY(pg_forward_gpu(ctx, n, logits_out, &head_done));
+        if (head_done) return PG_OK;
     }
 
     /* Output head: all tokens' logits into the caller's buffer, or only the last one's. */

@@ -30,6 +30,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
     if (st == PG_OK && pg_tokenizer_n_vocab(m->tok) > m->cfg.n_vocab)
         st = pg_fail(PG_ERR_FORMAT, "tokenizer has %lld tokens but token_embd.weight only %d rows",
                      (long long)pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
+    if (st == PG_OK) st = pg_model_gpu_attach(m, p->gpu_library, p->n_gpu_layers);
     if (st != PG_OK) {
         pg_model_free(m);
         return st;
@@ -40,6 +41,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
 
 PG_API void pg_model_free(pg_model *m) {
     if (!m) return;
+    pg_model_gpu_detach(m);
     pg_tokenizer_free(m->tok);
     free(m->w.vector_copies);
     pg_gguf_close(m->gguf);
@@ -117,6 +119,7 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
         if (c->is_sliding[l] && (int64_t)c->sliding_window + B < n_ctx) cl = c->sliding_window + (int32_t)B;
         if (c->is_sliding[l]) ctx->ring_len = cl;
         ctx->cache_len[l] = cl;
+        if (l >= c->n_layer - m->n_gpu_layers) continue;   /* kept on the GPU */
         size_t bytes = ctx->kv_elem * (size_t)kvd * (size_t)cl;
         ctx->k_cache[l] = pg_malloc_aligned(bytes);
         ctx->v_cache[l] = pg_malloc_aligned(bytes);
@@ -148,12 +151,18 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
     }
     inv_freq_init(ctx->inv_freq_local, (int)hd, c->rope_base_local, ctx->precise);
     inv_freq_init(ctx->inv_freq_global, (int)hd, c->rope_base_global, ctx->precise);
+    st = pg_context_gpu_attach(ctx);
+    if (st != PG_OK) {
+        pg_context_free(ctx);
+        return st;
+    }
     *out = ctx;
     return PG_OK;
 }
 
 PG_API void pg_context_free(pg_context *ctx) {
     if (!ctx) return;
+    pg_context_gpu_detach(ctx);
     for (int l = 0; l < PG_MAX_LAYERS; l++) {
         pg_free_aligned(ctx->k_cache[l]);
         pg_free_aligned(ctx->v_cache[l]);
