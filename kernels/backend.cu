@@ -23,7 +23,7 @@ int pg_gpu_fail(int status, const char *fmt, ...) {
 
 int pg_gpu_check(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return PG_GPU_OK;
-    cudaGetLastError();   /* clear a sticky launch error so the next call starts clean */
+    (void)cudaGetLastError();   /* clear a sticky launch error so the next call starts clean */
     return pg_gpu_fail(e == cudaErrorMemoryAllocation ? PG_GPU_ERR_NOMEM : PG_GPU_ERR_GPU, "%s: %s", what,
                        cudaGetErrorString(e));
 }
@@ -59,7 +59,7 @@ static int device_info(int32_t device, pg_gpu_device_info *out) {
     size_t free_b = 0, total_b = 0;
     PG_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b), "reading the device memory");
     int rt = 0;
-    cudaRuntimeGetVersion(&rt);
+    (void)cudaRuntimeGetVersion(&rt);
     snprintf(out->name, sizeof out->name, "%s", p.name);
     snprintf(out->runtime, sizeof out->runtime, "%s %d.%d", PG_RUNTIME_NAME, rt / 1000, (rt % 1000) / 10);
     snprintf(out->blas, sizeof out->blas, "%s", pg_blas_available() ? "cublas" : "tinyblas");
@@ -76,7 +76,7 @@ static int device_info(int32_t device, pg_gpu_device_info *out) {
 
 static int model_free(pg_gpu_model *m) {
     if (!m) return PG_GPU_OK;
-    for (int i = 0; i < m->n_allocs; i++) cudaFree(m->allocs[i]);
+    for (int i = 0; i < m->n_allocs; i++) (void)cudaFree(m->allocs[i]);
     free(m);
     return PG_GPU_OK;
 }
@@ -192,15 +192,12 @@ static int model_create(const pg_gpu_model_desc *d, pg_gpu_model **out) {
 static int seq_free(pg_gpu_seq *s) {
     if (!s) return PG_GPU_OK;
     for (int i = 0; i < PG_GPU_N_GRAPHS; i++)
-        if (s->graph[i]) cudaGraphExecDestroy(s->graph[i]);
+        if (s->graph[i]) (void)cudaGraphExecDestroy(s->graph[i]);
     pg_blas_free(s->blas);
-    if (s->stream) cudaStreamDestroy(s->stream);
-    for (int i = 0; i < s->n_allocs; i++) cudaFree(s->allocs[i]);
-    cudaFreeHost(s->h_pos);
-    cudaFreeHost(s->h_tok);
-    cudaFreeHost(s->h_x);
-    cudaFreeHost(s->h_xout);
-    cudaFreeHost(s->h_logits);
+    if (s->stream) (void)cudaStreamDestroy(s->stream);
+    for (int i = 0; i < s->n_allocs; i++) (void)cudaFree(s->allocs[i]);
+    void *pinned[] = {s->h_pos, s->h_tok, s->h_x, s->h_xout, s->h_logits};
+    for (void *p : pinned) if (p) (void)cudaFreeHost(p);
     free(s);
     return PG_GPU_OK;
 }

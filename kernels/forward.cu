@@ -106,7 +106,7 @@ static int capture(pg_gpu_seq *s, int want) {
     cudaError_t e = cudaStreamEndCapture(s->stream, &g);   /* always end the capture */
     if (!rc) rc = pg_gpu_check(e, "graph capture");
     if (!rc) rc = pg_gpu_check(cudaGraphInstantiateWithFlags(&s->graph[want], g, 0), "graph instantiate");
-    if (g) cudaGraphDestroy(g);
+    if (g) (void)cudaGraphDestroy(g);
     if (rc) s->graph[want] = NULL;
     return rc;
 }

@@ -48,8 +48,8 @@ int pg_blas_create(pg_blas **out, cudaStream_t st, int64_t max_x_elems) {
 void pg_blas_free(pg_blas *b) {
     if (!b) return;
     if (b->h) cublasDestroy(b->h);
-    cudaFree(b->xh);
-    cudaFree(b->wh);
+    (void)cudaFree(b->xh);
+    (void)cudaFree(b->wh);
     free(b);
 }
 

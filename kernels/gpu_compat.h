@@ -14,7 +14,26 @@
 
 #include <stdint.h>
 
-#if PG_GPU_HIP
+#if PG_GPU_HOST_TEST
+/* Plain C++ on the CPU, for tests of the scalar device helpers (quant_dot.cuh's layouts
+ * against csrc/dequant.c): no kernels, warps or runtime. */
+#include <string.h>
+#define __device__
+#define __forceinline__ inline
+#define __restrict__
+struct float4 { float x, y, z, w; };
+struct uint2 { unsigned x, y; };
+static inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline float pg_h2f(uint16_t h) {   /* exact binary16 -> binary32 */
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0x1f) return __uint_as_float(sign | 0x7f800000u | m << 13);
+    if (e) return __uint_as_float(sign | (e + 112) << 23 | m << 13);
+    return (sign ? -1.0f : 1.0f) * (float)m * (1.0f / 16777216.0f);   /* zero and subnormals */
+}
+static inline float pg_bf2f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+#define PG_GPU_COMPAT_DONE 1
+
+#elif PG_GPU_HIP
 #include <hip/hip_runtime.h>
 #include <hip/hip_fp16.h>
 
@@ -75,6 +94,7 @@
 #define PG_SHFL(v, src) __shfl_sync(0xffffffffu, (v), (src))
 #endif
 
+#ifndef PG_GPU_COMPAT_DONE
 /* ---- scalar conversions (IEEE binary16 / bfloat16 bits <-> float) ---- */
 
 __device__ __forceinline__ float pg_h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
@@ -118,4 +138,5 @@ __device__ __forceinline__ float pg_block_sum(float v, float *red) {
     return s;
 }
 
+#endif /* !PG_GPU_COMPAT_DONE */
 #endif /* PG_GPU_COMPAT_H */
