@@ -101,10 +101,12 @@ static int device_info(int32_t device, pg_gpu_device_info *out) {
     return PG_GPU_OK;
 }
 
+/* The real library's options are accepted (they change nothing here); others are errors. */
 static int set_option(const char *name, int64_t value) {
     (void)value;
     if (!name) return fail(PG_GPU_ERR_ARG, "no option name");
-    return fail(PG_GPU_ERR_ARG, "the fake backend has no option '%s'", name);
+    if (!strcmp(name, PG_GPU_OPT_TINYBLAS) || !strcmp(name, PG_GPU_OPT_GRAPHS)) return PG_GPU_OK;
+    return fail(PG_GPU_ERR_ARG, "unknown GPU option '%s'", name);
 }
 
 /* dst = dequantized float32 copy of m; *bytes += the copy's size (the fake's device memory). */
