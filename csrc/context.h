@@ -48,10 +48,19 @@ struct pg_context {
     volatile int cancel;       /* set from another thread to stop an eval */
 };
 
+/* model.c: NEOX RoPE of one head's vector v (hd) to position pos (any sign: rotating a
+ * vector already at position p by -d gives it at position p - d). */
+void pg_rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise);
+
 /* model.c: run one chunk (n <= n_batch tokens at positions n_past..) through
  * the network.  logits_out: (n, n_vocab) for every token, or NULL to compute
  * only the last token's logits into ctx->logits. */
 pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_t n, float *logits_out);
+/* The same for rows of several sequences: row t is the next token of seqs[t] (at position
+ * seqs[t]->n_past, into seqs[t]'s KV cache), computed with ctx's buffers and pool.  seqs NULL
+ * is pg_forward_chunk.  Does not advance any n_past. */
+pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs, const int32_t *tokens,
+                          int32_t n, float *logits_out);
 
 /* model_gpu.c: the device side of a context, and running the offloaded layers of a chunk
  * whose residual is in ctx->x.  *head_done = 1 when the device also produced the output

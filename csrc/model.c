@@ -71,7 +71,7 @@ static inline float round_f16(float x) { return pg_half_to_f32(pg_f32_to_half(x)
  * precise: theta_i = (pos * pos_scale) * inv_freq[i], as transformers;
  * otherwise ggml's recurrence theta_{i+1} = theta_i * inv_freq[1] from pos,
  * times pos_scale (linear scaling). */
-static void rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise) {
+void pg_rope_neox(float *v, int hd, float pos, float pos_scale, const float *inv_freq, int precise) {
     int half = hd / 2;
     float theta_extrap = pos;
     for (int i = 0; i < half; i++) {
@@ -92,7 +92,9 @@ static void rope_neox(float *v, int hd, float pos, float pos_scale, const float 
 /* ---- parallel helpers ------------------------------------------------------------- */
 
 typedef struct {
-    struct pg_context *ctx;
+    struct pg_context *ctx;     /* owner of the activation buffers and the thread pool */
+    struct pg_context *const *seqs; /* (n) row t's sequence (KV cache, position), or NULL:
+                                       every row belongs to ctx, at ctx->n_past + t */
     int layer;
     int n;                      /* tokens in the chunk */
     const float *norm_w;        /* rmsnorm weight for the norm tasks */
@@ -101,6 +103,12 @@ typedef struct {
     int width;
     int add;                    /* norm task: dst += norm(src) instead of dst = norm(src) */
 } task;
+
+/* Row t's sequence and position within it. */
+static inline struct pg_context *row_seq(const task *a, int t) { return a->seqs ? a->seqs[t] : a->ctx; }
+static inline int64_t row_pos(const task *a, int t) {
+    return a->seqs ? a->seqs[t]->n_past : a->ctx->n_past + t;
+}
 
 static void split(int total, int ith, int nth, int *lo, int *hi) {
     int per = (total + nth - 1) / nth;
@@ -156,24 +164,25 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
     const int sliding = c->is_sliding[l];
     const float *inv_freq = sliding ? ctx->inv_freq_local : ctx->inv_freq_global;
     const float pos_scale = sliding ? 1.0f : c->rope_scale_global;
-    const int32_t cl = ctx->cache_len[l];
     int lo, hi;
     split(a->n * (H + Hkv), ith, nth, &lo, &hi);
     for (int item = lo; item < hi; item++) {
         int t = item / (H + Hkv), h = item % (H + Hkv);
-        int64_t pos = ctx->n_past + t;
+        const int64_t pos = row_pos(a, t);
+        struct pg_context *seq = row_seq(a, t);
+        const int32_t cl = seq->cache_len[l];
         if (h < H) {
             float *qh = ctx->q + ((int64_t)t * H + h) * hd;
             if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps, ctx->precise);
-            rope_neox(qh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
+            pg_rope_neox(qh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
         } else {
             h -= H;
             float *kh = ctx->k + ((int64_t)t * Hkv + h) * hd;
             const float *vh = ctx->v + ((int64_t)t * Hkv + h) * hd;
             if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps, ctx->precise);
-            rope_neox(kh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
+            pg_rope_neox(kh, hd, (float)pos, pos_scale, inv_freq, ctx->precise);
             size_t off = (((size_t)h * cl + (size_t)(pos % cl)) * hd) * ctx->kv_elem;
-            char *kc = (char *)ctx->k_cache[l] + off, *vc = (char *)ctx->v_cache[l] + off;
+            char *kc = (char *)seq->k_cache[l] + off, *vc = (char *)seq->v_cache[l] + off;
             if (ctx->kv_type == PG_TYPE_F16) {
                 pg_f32_to_f16_row(hd, kh, (uint16_t *)kc);
                 pg_f32_to_f16_row(hd, vh, (uint16_t *)vc);
@@ -194,7 +203,6 @@ static void attention_task(void *arg, int ith, int nth) {
     struct pg_context *ctx = a->ctx;
     const pg_config *c = &ctx->model->cfg;
     const int hd = c->head_dim, H = c->n_head, group = c->n_head / c->n_head_kv, l = a->layer;
-    const int32_t cl = ctx->cache_len[l];
     const int precise = ctx->precise;
     float *scores = ctx->scores + (int64_t)ith * ctx->n_ctx;
     float qs[hd];                                   /* (hd) the scaled query */
@@ -202,13 +210,15 @@ static void attention_task(void *arg, int ith, int nth) {
     split(a->n * H, ith, nth, &lo, &hi);
     for (int item = lo; item < hi; item++) {
         int t = item / H, h = item % H, kvh = h / group;
-        int64_t pos = ctx->n_past + t;
+        const int64_t pos = row_pos(a, t);
+        const struct pg_context *seq = row_seq(a, t);
+        const int32_t cl = seq->cache_len[l];
         int64_t first = 0;
         if (c->is_sliding[l] && pos - c->sliding_window + 1 > 0) first = pos - c->sliding_window + 1;
         const float *qh = ctx->q + ((int64_t)t * H + h) * hd;
         const size_t head_off = (size_t)kvh * cl * hd * ctx->kv_elem;
-        const char *K = (const char *)ctx->k_cache[l] + head_off;
-        const char *V = (const char *)ctx->v_cache[l] + head_off;
+        const char *K = (const char *)seq->k_cache[l] + head_off;
+        const char *V = (const char *)seq->v_cache[l] + head_off;
         const size_t row = (size_t)hd * ctx->kv_elem;
         for (int i = 0; i < hd; i++) qs[i] = precise ? qh[i] : round_f16(qh[i] * c->query_scale);
         const float post_scale = precise ? c->query_scale : 1.0f;
@@ -272,11 +282,11 @@ static pg_status embed(struct pg_context *ctx, const int32_t *tokens, int n) {
     return PG_OK;
 }
 
-static pg_status layer_forward(struct pg_context *ctx, int l, int n) {
+static pg_status layer_forward(struct pg_context *ctx, struct pg_context *const *seqs, int l, int n) {
     const pg_config *c = &ctx->model->cfg;
     const pg_layer_weights *L = &ctx->model->w.layers[l];
     const int D = c->n_embd;
-    task a = {.ctx = ctx, .layer = l, .n = n};
+    task a = {.ctx = ctx, .seqs = seqs, .layer = l, .n = n};
 
     /* attention block */
     norm_rows(ctx, n, L->attn_norm, ctx->x, ctx->xn, D, 0);
@@ -298,7 +308,8 @@ static pg_status layer_forward(struct pg_context *ctx, int l, int n) {
     return PG_OK;
 }
 
-pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_t n, float *logits_out) {
+pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs, const int32_t *tokens,
+                          int32_t n, float *logits_out) {
     const pg_config *c = &ctx->model->cfg;
     pthread_once(&g_gelu_once, gelu_table_init);
     const pg_weights *w = &ctx->model->w;
@@ -306,18 +317,22 @@ pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_
     PG_TRY(embed(ctx, tokens, n));
 
     /* Sliding rings: remember which position each slot now holds. */
-    if (ctx->ring_len > 0)
-        for (int t = 0; t < n; t++) ctx->ring_pos[(ctx->n_past + t) % ctx->ring_len] = ctx->n_past + t;
+    for (int t = 0; t < n; t++) {
+        struct pg_context *seq = seqs ? seqs[t] : ctx;
+        const int64_t pos = seqs ? seq->n_past : ctx->n_past + t;
+        if (seq->ring_len > 0) seq->ring_pos[pos % seq->ring_len] = pos;
+    }
 
     /* Layers [0, n_cpu) here; the rest, if offloaded, on the GPU (model_gpu.c). */
     const int n_cpu = c->n_layer - (ctx->gpu_seq ? ctx->model->n_gpu_layers : 0);
     for (int l = 0; l < n_cpu; l++) {
         if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
-        PG_TRY(layer_forward(ctx, l, n));
-        if (ctx->trace_hidden)
+        PG_TRY(layer_forward(ctx, seqs, l, n));
+        if (ctx->trace_hidden && !seqs)
             memcpy(ctx->trace_hidden + (int64_t)l * n * D, ctx->x, sizeof(float) * (size_t)n * D);
     }
     if (ctx->gpu_seq) {
+        if (seqs) return pg_fail(PG_ERR_ARG, "several sequences in one pass with GPU offload");   /* see pg_eval_batch */
         if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
         int head_done;
         PG_TRY(pg_forward_gpu(ctx, n, logits_out, &head_done));
@@ -337,4 +352,8 @@ pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_
                            sizeof(float) * w->output.rows);
     ctx->has_logits = 1;
     return PG_OK;
+}
+
+pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_t n, float *logits_out) {
+    return pg_forward_rows(ctx, NULL, tokens, n, logits_out);
 }

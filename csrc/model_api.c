@@ -12,6 +12,33 @@ PG_API void pg_context_params_init(pg_context_params *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* Touch every page of the tensor data (a read per 4 KiB page), reporting progress about
+ * every 1% and at the end, so the first evals do not stall on page faults and a person
+ * sees the load advance.  The callback may cancel. */
+static pg_status read_in_weights(const pg_gguf *g, pg_progress_fn progress, void *user) {
+    const int64_t nt = pg_gguf_n_tensors(g);
+    uint64_t total = 0, done = 0, next_report = 0;
+    for (int64_t t = 0; t < nt; t++) total += pg_gguf_tensor_nbytes(g, t);
+    volatile unsigned char sink = 0;
+    if (progress(0.0f, user)) return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+    for (int64_t t = 0; t < nt; t++) {
+        const unsigned char *data = pg_gguf_tensor_data(g, t);
+        const uint64_t n = pg_gguf_tensor_nbytes(g, t);
+        for (uint64_t off = 0; off < n; off += 4096) {
+            sink ^= data[off];
+            if (done + off >= next_report) {
+                if (progress(total ? (float)((double)(done + off) / (double)total) : 1.0f, user))
+                    return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+                next_report = done + off + total / 100 + 1;
+            }
+        }
+        done += n;
+    }
+    (void)sink;
+    if (progress(1.0f, user)) return pg_fail(PG_ERR_CANCELLED, "model load cancelled");
+    return PG_OK;
+}
+
 PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_model **out) {
     if (!path || !out) return pg_fail(PG_ERR_ARG, "pg_model_load: NULL argument");
     *out = NULL;
@@ -30,6 +57,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
     if (st == PG_OK && pg_tokenizer_n_vocab(m->tok) > m->cfg.n_vocab)
         st = pg_fail(PG_ERR_FORMAT, "tokenizer has %lld tokens but token_embd.weight only %d rows",
                      (long long)pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
+    if (st == PG_OK && p->progress) st = read_in_weights(m->gguf, p->progress, p->progress_user);
     if (st == PG_OK) st = pg_model_gpu_attach(m, p->gpu_library, p->n_gpu_layers);
     if (st != PG_OK) {
         pg_model_free(m);
@@ -235,3 +263,52 @@ PG_API const float *pg_context_logits(const pg_context *ctx) { return ctx->has_l
 PG_API void pg_context_cancel(pg_context *ctx) { ctx->cancel = 1; }
 
 PG_API void pg_context_trace_hidden(pg_context *ctx, float *hidden) { ctx->trace_hidden = hidden; }
+
+/* ---- several sequences at once (the server's parallel slots) ---------------------------- */
+
+PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, int32_t n_seq) {
+    if (!ctxs || !tokens) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL argument");
+    if (n_seq <= 0) return pg_fail(PG_ERR_ARG, "pg_eval_batch: no sequences");
+    pg_context *act = ctxs[0];
+    if (!act) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL context at index 0");
+    if (n_seq > act->n_batch)
+        return pg_fail(PG_ERR_ARG, "pg_eval_batch: %d sequences exceed the first context's n_batch = %d", n_seq,
+                       act->n_batch);
+    const int32_t n_vocab = act->model->cfg.n_vocab;
+    for (int32_t i = 0; i < n_seq; i++) {
+        const pg_context *c = ctxs[i];
+        if (!c) return pg_fail(PG_ERR_ARG, "pg_eval_batch: NULL context at index %d", i);
+        for (int32_t j = 0; j < i; j++)
+            if (ctxs[j] == c) return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d appears twice", i);
+        if (c->model != act->model)
+            return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d belongs to another model", i);
+        /* The first context's score rows and numerics serve every row. */
+        if (c->n_ctx > act->n_ctx || c->precise != act->precise)
+            return pg_fail(PG_ERR_ARG, "pg_eval_batch: context %d has n_ctx %d / precise %d; the first has %d / %d",
+                           i, c->n_ctx, c->precise, act->n_ctx, act->precise);
+        if (c->n_past + 1 > c->n_ctx)
+            return pg_fail(PG_ERR_CONTEXT, "context full: sequence %d holds %lld tokens, n_ctx = %d", i,
+                           (long long)c->n_past, c->n_ctx);
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return pg_fail(PG_ERR_ARG, "token id %d of sequence %d is out of range [0, %d)", tokens[i], i, n_vocab);
+    }
+    /* Offloaded layers keep one KV cache per context on the device: one pass per sequence. */
+    for (int32_t i = 0; i < n_seq; i++)
+        if (ctxs[i]->gpu_seq) {
+            for (int32_t k = 0; k < n_seq; k++) PG_TRY(pg_eval(ctxs[k], tokens + k, 1, NULL));
+            return PG_OK;
+        }
+    float *logits = pg_malloc_aligned(sizeof(float) * (size_t)n_seq * (size_t)n_vocab); /* (n_seq, n_vocab) */
+    if (!logits) return pg_fail(PG_ERR_NOMEM, "out of memory for %d sequences' logits", n_seq);
+    act->cancel = 0;
+    pg_status st = pg_forward_rows(act, ctxs, tokens, n_seq, logits);
+    for (int32_t i = 0; i < n_seq; i++) {
+        pg_context *c = ctxs[i];
+        c->has_logits = st == PG_OK;
+        if (st != PG_OK) continue;
+        memcpy(c->logits, logits + (size_t)i * n_vocab, sizeof(float) * (size_t)n_vocab);
+        c->n_past += 1;
+    }
+    pg_free_aligned(logits);
+    return st;
+}

@@ -486,10 +486,18 @@ PG_API void pg_textstream_reset(pg_textstream *ts);
 typedef struct pg_model pg_model;       /* config + weights (views into the mmap) + tokenizer */
 typedef struct pg_context pg_context;   /* one sequence: KV cache, activations, thread pool */
 
+/* Load progress: called with a fraction in [0, 1] (1 last); returning nonzero cancels the
+ * load (PG_ERR_CANCELLED), as llama.cpp's progress_callback returning false. */
+typedef int (*pg_progress_fn)(float fraction, void *user);
+
 typedef struct {
     float query_pre_attn_scalar;   /* > 0 overrides the value inferred from the metadata */
     int32_t n_gpu_layers;          /* layers to offload (GPU backend); 0 = CPU only */
     const char *gpu_library;       /* GPU library (libpygemma_gpu.so) to offload with; NULL = CPU only */
+    /* With a progress callback the weights are read in (page by page, reporting as it
+     * goes) during the load; without one they are paged in lazily by the first evals. */
+    pg_progress_fn progress;
+    void *progress_user;
 } pg_model_params;
 
 typedef struct {
@@ -530,6 +538,12 @@ PG_API uint64_t pg_context_kv_bytes(const pg_context *c);
  * sliding-window ring no longer holds the keys position n_past needs (the
  * caller then re-evaluates from an earlier point). */
 PG_API pg_status pg_context_rewind(pg_context *c, int64_t n_past);
+/* Drop the cached positions [p0, p1) and move the later ones down by p1 - p0 (their keys
+ * re-rotated to the new positions; they keep what they computed while attending to the
+ * dropped span, as llama.cpp's context shift).  n_past shrinks by p1 - p0.  PG_ERR_STATE
+ * when a sliding-window ring no longer holds a position the next token would need (the
+ * caller then re-evaluates instead). */
+PG_API pg_status pg_context_shift(pg_context *c, int64_t p0, int64_t p1);
 /* Evaluate n tokens after the cached ones.  all_logits: (n, n_vocab) output
  * for every token, or NULL.  The last token's logits are always kept and
  * readable through pg_context_logits() until the next eval. */
@@ -539,6 +553,12 @@ PG_API const float *pg_context_logits(const pg_context *c);   /* (n_vocab) or NU
  * chunk copies the residual stream after each layer into hidden
  * (n_layer, n_tokens, n_embd); NULL turns it off. */
 PG_API void pg_context_trace_hidden(pg_context *c, float *hidden);
+/* One next token for each of n_seq distinct contexts of the same model, in one pass over
+ * the weights (the server's parallel slots decode together).  tokens: (n_seq), token i
+ * appended to ctxs[i], whose logits are then readable through pg_context_logits().  The
+ * first context's buffers and threads do the work: n_seq <= its n_batch, and no context may
+ * have a larger n_ctx or other numerics (precise) than it.  On failure no n_past changes. */
+PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, int32_t n_seq);
 /* Ask a running pg_eval (on another thread) to stop soon with PG_ERR_CANCELLED. */
 PG_API void pg_context_cancel(pg_context *c);
 /* CDEF END */

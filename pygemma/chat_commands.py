@@ -85,7 +85,13 @@ def cmd_undo(chat, arg):
 
 
 def cmd_forget(chat, arg):
-    chat.say("dropped the oldest exchange" if chat.conv.forget() else "nothing to forget")
+    shifted = chat.conv.forget()
+    if shifted is False:
+        chat.say("nothing to forget")
+    elif shifted:
+        chat.say(f"dropped the oldest exchange ({shifted} tokens cut from the cache, nothing re-evaluated)")
+    else:
+        chat.say("dropped the oldest exchange")
     return True
 
 

@@ -7,10 +7,13 @@ would have had, and `Model.prefill` evaluates only what differs from the cached 
 a new turn evaluates just its own tokens, /undo and /clear only rewind the cache.  Replies
 keep the tokens the model generated (never re-tokenized).
 
-/forget drops the oldest exchange: the tokens after the system prompt are re-evaluated
-(the KV cache is not shifted in place).
+/forget drops the oldest exchange by shifting the KV cache (Model.drop): the later tokens
+move down in place, nothing is re-evaluated, as llama.cpp's context shift.  A user turn's
+header and its words are tokenized separately, so the turn that becomes the first one keeps
+its tokens and the new sequence is the old one with one span cut out.
 """
 import copy
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -62,15 +65,20 @@ class Conversation:
         ex = exchanges[i]
         if self.template.is_raw:
             return self.model.tokenize(ex.user, add_bos=False, special=False)
-        msgs = self._messages(exchanges[:i + 1])
         if i == 0:
-            full = self.template.render(msgs[:1], True)
+            full = self.template.render(self._messages(exchanges[:1])[:1], True)
             prefix = self.template.prefix(self.system)
             if not full.startswith(prefix):
                 raise ValueError("the chat template does not render conversations incrementally")
             text = full[len(prefix):]
         else:
-            text = self.template.user_turn(self._messages(exchanges[:i]), msgs[-1]["content"])
+            text = self.template.user_turn(self._messages(exchanges[:i]), ex.user)
+        # The turn header (e.g. "<end_of_turn>\n<start_of_turn>user\n") and the words are
+        # tokenized apart: the same words as the first turn (after /forget) give the same tokens.
+        cut = text.find(ex.user) if ex.user else -1
+        if cut > 0:
+            return (self.model.tokenize(text[:cut], add_bos=False, special=True)
+                    + self.model.tokenize(text[cut:], add_bos=False, special=True))
         return self.model.tokenize(text, add_bos=False, special=True)
 
     def _build(self, exchanges):
@@ -187,10 +195,30 @@ class Conversation:
         return True
 
     def forget(self):
+        """Drop the oldest exchange.  Returns the number of tokens cut out of the KV cache in
+        place (0 when the cache had to be rewound and re-evaluated instead), or False."""
         if not self.exchanges:
             return False
-        self._set(self.exchanges[1:])
-        return True
+        old = self.ids
+        exchanges = self.exchanges[1:]
+        new, _ = self._build(exchanges)
+        self.exchanges, self.ids = exchanges, new
+        shifted = self._shift_cache(old, new)
+        if not shifted:
+            self._sync_cache()
+        return shifted
+
+    def _shift_cache(self, old, new):
+        """If `new` is `old` with one span cut out and the cache holds that span, cut it out
+        of the cache (Model.drop).  Returns the span's length, 0 if not done."""
+        cached = self.model.tokens
+        d = len(old) - len(new)
+        if d <= 0 or cached != old[:len(cached)]:
+            return 0
+        start = len(os.path.commonprefix([old, new]))
+        if new[start:] != old[start + d:] or start + d > len(cached):
+            return 0
+        return d if self.model.drop(start, start + d) else 0
 
     def push(self):
         self.stack.append(copy.deepcopy(self.exchanges))

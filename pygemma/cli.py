@@ -104,25 +104,25 @@ def load_model(args):
     if not os.path.exists(path):
         raise PygemmaError(f"model file not found: {path}")
     log(args, f"pygemma {__version__}: loading {path}")
-    progress(args, 0)
-    try:
-        model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
-                      n_gpu_layers=args.n_gpu_layers)
-    finally:
-        progress(args, None)
+    model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
+                  n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress())
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
     return model
 
 
-def progress(args, percent):
-    """Loading progress on one stderr line (None ends the line)."""
-    if args.log_disable:
-        return
-    if percent is None:
-        sys.stderr.write("\rloading model: 100%\n")
-    else:
-        sys.stderr.write(f"\rloading model: {percent:3d}%")
-    sys.stderr.flush()
+class LoadProgress:
+    """Model loading progress as a percentage on one stderr line."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.shown = -1
+
+    def __call__(self, fraction):
+        percent = int(fraction * 100)
+        if percent != self.shown:
+            self.shown = percent
+            self.stream.write(f"\rloading model: {percent:3d}%" + ("\n" if percent >= 100 else ""))
+            self.stream.flush()
 
 
 def run_cli(args):

@@ -43,6 +43,34 @@ class GenerationStats:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds > 0 else 0.0
 
 
+class _LoadProgress:
+    """Adapts a Python progress(fraction) callable to the C load's callback.  The callable
+    returning False cancels the load; an exception in it (Ctrl-C) cancels the load and is
+    raised again once the C call has returned."""
+
+    def __init__(self, fn):
+        self.fn, self.error, self.c_callback = fn, None, None
+        if fn is not None:
+            self.c_callback = ffi.callback("int(float, void *)", self._call, onerror=self._onerror)
+
+    def _call(self, fraction, _user):
+        return 1 if self.fn(float(fraction)) is False else 0
+
+    def _onerror(self, exc_type, exc_value, tb):
+        self.error = exc_value
+        return 1
+
+    def reraise(self):
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.c_callback = None
+
+
 class Model:
     """A Gemma 2 / Gemma 3 model loaded from a .gguf or .llamafile.
 
@@ -52,7 +80,7 @@ class Model:
     """
 
     def __init__(self, path=None, n_ctx=None, n_threads=None, n_gpu_layers=0, seed=None,
-                 n_batch=None, query_pre_attn_scalar=None, precise=False):
+                 n_batch=None, query_pre_attn_scalar=None, precise=False, progress=None):
         if path is None:
             path = default_model_path()
             if path is None:
@@ -73,7 +101,12 @@ class Model:
         mp.query_pre_attn_scalar = float(query_pre_attn_scalar or 0)
         mp.n_gpu_layers = int(n_gpu_layers or 0)
         out = ffi.new("pg_model **")
-        check(lib.pg_model_load(self.path.encode(), mp, out), errors.GGUFError)
+        with _LoadProgress(progress) as cb:
+            if cb.c_callback is not None:
+                mp.progress = cb.c_callback
+            status = lib.pg_model_load(self.path.encode(), mp, out)
+            cb.reraise()
+        check(status, None if status == lib.PG_ERR_CANCELLED else errors.GGUFError)
         self._model = out[0]
         cp = ffi.new("pg_context_params *")
         lib.pg_context_params_init(cp)
@@ -197,6 +230,22 @@ class Model:
         self.reset()
         if keep:
             self._eval(keep)
+
+    def drop(self, start, end):
+        """Remove the cached tokens [start, end) and shift the later ones down in the KV
+        cache without re-evaluating them (llama.cpp's context shift).  Returns False, and
+        changes nothing, when the sliding-window cache cannot do it (the caller may then
+        rewind and re-evaluate)."""
+        self._live()
+        if not 0 <= start <= end <= len(self._tokens):
+            raise ValueError(f"cannot drop tokens [{start}, {end}): {len(self._tokens)} tokens are cached")
+        with self._lock:
+            status = lib.pg_context_shift(self._ctx, start, end)
+            if status == lib.PG_ERR_STATE:
+                return False
+            check(status)
+            del self._tokens[start:end]
+        return True
 
     def _eval(self, ids, all_logits=None):
         arr = np.ascontiguousarray(ids, dtype=np.int32)

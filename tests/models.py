@@ -365,3 +365,9 @@ def write_gguf_from_hf(model, path, dtype="F32", arch=None, vocab=None, chat_tem
         for (n, a), t in zip(tensors, types):
             w.write_tensor(n, encode_tensor(a, t))
     return path
+
+
+def random_token_ids(n, vocab, seed):
+    """BOS then n - 1 random ordinary token ids (4 and up: past the special ones)."""
+    rng = np.random.default_rng(seed)
+    return [2] + rng.integers(4, vocab, size=n - 1).tolist()

@@ -122,32 +122,44 @@ def test_second_turn_evaluates_only_new_tokens(it_model):
         assert len(new) <= s.prompt_tokens - s.cached_tokens <= len(new) + 1
 
 
-def test_forget_matches_fresh_evaluation(it_model):
-    """After /forget the cache gives the same next reply as a conversation that never had the
-    forgotten exchange (precise arithmetic, so evaluation order cannot matter)."""
+def test_forget_shifts_the_cache(it_model):
+    """/forget cuts the oldest exchange out of the KV cache in place: nothing is re-evaluated,
+    the cache then holds exactly the tokens of a conversation that never had that exchange,
+    and the next turn evaluates only its own tokens."""
     params = SamplingParams.greedy(max_tokens=6)
-    with pygemma.Model(it_model, n_ctx=512, precise=True) as m:
+    with pygemma.Model(it_model, n_ctx=512) as m:
         t = ChatTemplate.for_model(m)
         a = Conversation(m, t, "sys", params)
         for text in ("first question", "second question"):
             a.add_user(text)
             "".join(a.reply())
         kept = a.exchanges[1]
-        a.forget()
-        dump_a = a.dump()
+        # every turn keeps its own words once replies are recorded
+        assert "user\nsys\n\nfirst question<end_of_turn>" in a.dump()
+        assert "<start_of_turn>user\nsecond question<end_of_turn>" in a.dump()
+        before = len(m.tokens)
+        evaluated = []
+        real_eval = m._eval
+        m._eval = lambda ids, *rest: (evaluated.append(len(ids)), real_eval(ids, *rest))[1]
+        cut = a.forget()
+        assert cut > 0 and evaluated == []
+        assert m.tokens == a.ids[:len(m.tokens)] and len(m.tokens) == before - cut
+        dump_a, ids_a = a.dump(), list(a.ids)
         a.add_user("third")
-        reply_a = "".join(a.reply())
-    with pygemma.Model(it_model, n_ctx=512, precise=True) as m:
+        "".join(a.reply())
+        s = m.last_stats
+        assert s.cached_tokens == before - cut
+        m._eval = real_eval
+    with pygemma.Model(it_model, n_ctx=512) as m:
         b = Conversation(m, ChatTemplate.for_model(m), "sys", params)
         b.add_user(kept.user)
         b.add_reply_text(kept.reply)
         assert b.dump() == dump_a
-        b.add_user("third")
-        reply_b = "".join(b.reply())
+        fresh, _ = b._build([kept])               # kept: the generated reply tokens
+        assert ids_a == fresh                     # the same tokens as a fresh conversation
         if kept.reply == kept.reply.strip():      # the template trims message text
             assert dump_a == t.render([{"role": "user", "content": "sys\n\n" + kept.user},
                                        {"role": "assistant", "content": kept.reply}], False)
-    assert reply_a == reply_b
 
 
 # ---- the chatbot in a terminal -------------------------------------------------------------

@@ -78,3 +78,31 @@ def test_version_and_help():
     assert r.returncode == 0 and pygemma.__version__ in r.stdout
     r = run("--help")
     assert r.returncode == 0 and "--cli" in r.stdout
+
+
+def test_loading_progress_on_one_line(model_path):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "pygemma", "-m", model_path, "--cli", "-p", "hi", "-n", "1",
+                        "-c", "64"], capture_output=True, timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stderr.decode().split("\n") if "loading model:" in ln)
+    shown = [int(part.split("%")[0]) for part in line.split("\rloading model:")[1:]]
+    assert shown[0] == 0 and shown[-1] == 100 and len(shown) >= 10
+    assert shown == sorted(shown)
+
+
+def test_load_progress_callback(model_path):
+    seen = []
+    with pygemma.Model(model_path, n_ctx=64, progress=seen.append) as m:
+        assert m.n_vocab > 0
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 50
+    # returning False cancels the load
+    with pytest.raises(pygemma.errors.CancelledError, match="cancelled"):
+        pygemma.Model(model_path, progress=lambda f: f < 0.5)
+
+    # an exception in the callback (e.g. Ctrl-C) cancels the load and comes back out
+    def boom(f):
+        if f > 0.3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        pygemma.Model(model_path, progress=boom)

@@ -232,3 +232,41 @@ def test_no_cpu_kv_cache_for_offloaded_layers(g2_path, fake_lib, fake_env):
         from pygemma._ffi import lib
         assert lib.pg_context_gpu_bytes(m.ctx) > 0
     assert os.path.exists(fake_lib)
+
+
+def test_context_shift_asks_for_reevaluation(g2_path, fake_lib, fake_env):
+    """The device does not shift its KV cache: PG_ERR_STATE, as for a ring that lost the
+    keys, so Model.drop() returns False and the chatbot re-evaluates instead."""
+    from pygemma._ffi import lib
+    with GpuModel(g2_path, fake_lib, n_gpu_layers=2) as m:
+        m.eval(ids_of(10))
+        assert lib.pg_context_shift(m.ctx, 2, 5) == lib.PG_ERR_STATE
+        assert lib.pg_context_n_past(m.ctx) == 10
+
+
+def test_eval_batch_with_offload_matches_cpu(g2_path, fake_lib, fake_env):
+    """Two contexts of one offloaded model in one pg_eval_batch: each keeps its own device
+    KV cache, so they run one after the other; the results are the CPU's."""
+    from pygemma._ffi import check, ffi, lib
+    prompts = [ids_of(7, seed=20), ids_of(11, seed=21)]
+    nxt = [17, 23]
+    with GpuModel(g2_path, fake_lib, n_gpu_layers=3) as a, GpuModel(g2_path, None) as cpu:
+        cp = ffi.new("pg_context_params *")
+        lib.pg_context_params_init(cp)
+        cp.n_ctx, cp.precise, cp.n_threads = 256, 1, 2
+        out = ffi.new("pg_context **")
+        check(lib.pg_context_create(a.model, cp, out))
+        second = out[0]
+        try:
+            for ctx, p in zip((a.ctx, second), prompts):
+                check(lib.pg_eval(ctx, ffi.new("int32_t[]", p), len(p), ffi.NULL))
+            ctxs = ffi.new("pg_context *[2]", [a.ctx, second])
+            check(lib.pg_eval_batch(ctxs, ffi.new("int32_t[2]", nxt), 2))
+            for ctx, p, t in zip((a.ctx, second), prompts, nxt):
+                cpu.rewind(0)
+                want = cpu.eval(p + [t])
+                got = np.frombuffer(ffi.buffer(lib.pg_context_logits(ctx), 4 * a.n_vocab), np.float32)
+                np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+                assert lib.pg_context_n_past(ctx) == len(p) + 1
+        finally:
+            lib.pg_context_free(second)
