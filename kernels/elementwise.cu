@@ -2,6 +2,7 @@
  * Numerics follow csrc/model.c: `precise` is transformers' float32 formulas; otherwise
  * llama.cpp's (GELU through F16-rounded input and output, as its F16 table; soft-cap as
  * tanh(x * (1/cap)) * cap). */
+#include "activations.cuh"
 #include "gpu_internal.h"
 
 #define EW_THREADS 256
@@ -33,21 +34,9 @@ int pg_launch_rmsnorm(float *o, const float *x, const float *w, int n, int D, fl
     return pg_gpu_check(cudaGetLastError(), "rmsnorm launch");
 }
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
-}
-
-/* llama.cpp's table: GELU of the F16-rounded input, rounded to F16; exact outside (-10, 10). */
-__device__ __forceinline__ float gelu_f16_table(float x) {
-    if (x <= -10.0f) return 0.0f;
-    if (x >= 10.0f) return x;
-    return pg_h2f(pg_f2h(gelu_tanh(pg_h2f(pg_f2h(x)))));
-}
-
 __global__ void geglu_kernel(float *__restrict__ g, const float *__restrict__ u, int64_t count, int precise) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
-        g[i] = (precise ? gelu_tanh(g[i]) : gelu_f16_table(g[i])) * u[i];
+        g[i] = gelu(g[i], precise) * u[i];
 }
 
 static unsigned grid_for(int64_t count) {

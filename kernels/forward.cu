@@ -43,18 +43,35 @@ static int layer(pg_gpu_seq *s, int l, int n) {
 
     /* attention block */
     PG_GPU_TRY(pg_launch_rmsnorm(s->xn, s->x, L->attn_norm, n, D, eps, 0, s->precise, st));
-    PG_GPU_TRY(mm(s, &L->wq, s->xn, n, s->q));
-    PG_GPU_TRY(mm(s, &L->wk, s->xn, n, s->k));
-    PG_GPU_TRY(mm(s, &L->wv, s->xn, n, s->v));
+    if (n <= PG_GPU_MATVEC_MAX_TOK) {   /* Q, K and V in one mat-vec launch per token */
+        const pg_dev_matrix *w3[3] = {&L->wq, &L->wk, &L->wv};
+        for (int t = 0; t < n; t++) {
+            float *y3[3] = {s->q + (int64_t)t * L->wq.rows, s->k + (int64_t)t * L->wk.rows,
+                            s->v + (int64_t)t * L->wv.rows};
+            PG_GPU_TRY(pg_launch_matvec3(w3, s->xn + (int64_t)t * D, y3, st));
+        }
+    } else {
+        PG_GPU_TRY(mm(s, &L->wq, s->xn, n, s->q));
+        PG_GPU_TRY(mm(s, &L->wk, s->xn, n, s->k));
+        PG_GPU_TRY(mm(s, &L->wv, s->xn, n, s->v));
+    }
     PG_GPU_TRY(pg_launch_qk_prepare(&a, s->q, s->k, s->v, s->kc[l], s->vc[l], st));
     PG_GPU_TRY(pg_launch_attention(&a, s->q, s->kc[l], s->vc[l], s->att, s->partials, n == 1 ? s->splits : 1, st));
     PG_GPU_TRY(mm(s, &L->wo, s->att, n, s->o));
     PG_GPU_TRY(pg_launch_rmsnorm(s->x, s->o, L->post_attn_norm, n, D, eps, 1, s->precise, st));
     /* feed-forward block: GeGLU */
     PG_GPU_TRY(pg_launch_rmsnorm(s->xn, s->x, L->ffn_norm, n, D, eps, 0, s->precise, st));
-    PG_GPU_TRY(mm(s, &L->gate, s->xn, n, s->gate));
-    PG_GPU_TRY(mm(s, &L->up, s->xn, n, s->up));
-    PG_GPU_TRY(pg_launch_geglu(s->gate, s->up, (int64_t)n * c->n_ff, s->precise, st));
+    const int fused = n <= PG_GPU_MATVEC_MAX_TOK && L->gate.type == L->up.type && L->gate.rows == L->up.rows &&
+                      L->gate.cols == L->up.cols;
+    if (fused) {   /* gate, up and GeGLU in one pass per token */
+        for (int t = 0; t < n; t++)
+            PG_GPU_TRY(pg_launch_matvec_geglu(&L->gate, &L->up, s->xn + (int64_t)t * D, s->gate + (int64_t)t * c->n_ff,
+                                              s->precise, st));
+    } else {
+        PG_GPU_TRY(mm(s, &L->gate, s->xn, n, s->gate));
+        PG_GPU_TRY(mm(s, &L->up, s->xn, n, s->up));
+        PG_GPU_TRY(pg_launch_geglu(s->gate, s->up, (int64_t)n * c->n_ff, s->precise, st));
+    }
     PG_GPU_TRY(mm(s, &L->down, s->gate, n, s->o));
     return pg_launch_rmsnorm(s->x, s->o, L->post_ffn_norm, n, D, eps, 1, s->precise, st);
 }

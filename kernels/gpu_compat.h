@@ -22,6 +22,7 @@
 #define __forceinline__ inline
 #define __restrict__
 struct float4 { float x, y, z, w; };
+struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
 static inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline float pg_h2f(uint16_t h) {   /* exact binary16 -> binary32 */

@@ -79,6 +79,11 @@ struct pg_gpu_seq {
 /* ---- launchers ---- */
 /* y (rows) = W (rows, cols) @ x (cols); x 16-byte aligned. */
 int pg_launch_matvec(const pg_dev_matrix *w, const float *x, float *y, cudaStream_t st);
+/* y[k] = w[k] @ x for 3 matrices sharing x, in one launch when their type and width agree. */
+int pg_launch_matvec3(const pg_dev_matrix *const w[3], const float *x, float *const y[3], cudaStream_t st);
+/* y (rows) = gelu(gate @ x) * (up @ x); gate and up of one type and shape (else an error). */
+int pg_launch_matvec_geglu(const pg_dev_matrix *gate, const pg_dev_matrix *up, const float *x, float *y, int precise,
+                           cudaStream_t st);
 /* Y (n, rows) = X (n, cols) @ W^T by tinyBLAS (dequantizing W tiles in shared memory). */
 int pg_launch_gemm_tiny(const pg_dev_matrix *w, const float *X, int n, float *Y, cudaStream_t st);
 /* dst (nrows, cols) F16 bits = rows [r0, r0 + nrows) of W dequantized. */

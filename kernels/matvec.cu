@@ -1,5 +1,6 @@
-/* matvec.cu -- y = W x for one token (decoding), every weight type, and dequantization of
- * weight rows to F16 (for the cuBLAS path).
+/* matvec.cu -- y = W x for one token (decoding), every weight type, fused forms (Q, K and V
+ * in one launch; gate and up with the GeGLU), and dequantization of weight rows to F16 (for
+ * the cuBLAS path).
  *
  * Mat-vec: a block of 128 threads owns MV_ROWS rows; each warp takes rows of the block in
  * turn and its lanes stride over the row's 32-element groups (lane i: groups i, i + W, ...),
@@ -8,48 +9,112 @@
  * contiguous stream; x (at most 4 * n_ff bytes) stays in L1/L2 for all rows.  The lane sums
  * are reduced with shuffles and lane 0 writes y[r].  Decoding is memory bound: the weights
  * are read exactly once. */
+#include "activations.cuh"
 #include "gpu_internal.h"
 #include "quant_dot.cuh"
 
 #define MV_THREADS 128
 #define MV_ROWS 4
 
+/* This lane's share of row . x: groups lane, lane + W, ... (sum over the warp for the dot). */
+template <int TYPE>
+__device__ __forceinline__ float lane_dot(const uint8_t *__restrict__ row, int64_t ngroups, const float *__restrict__ x,
+                                          int lane) {
+    float acc = 0.0f;
+    for (int64_t g = lane; g < ngroups; g += PG_WARP) {
+        float v[32];
+        deq32<TYPE>(row, g, v);
+        const float4 *xg = (const float4 *)(x + 32 * g);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 xx = xg[i];
+            acc += v[4 * i] * xx.x + v[4 * i + 1] * xx.y + v[4 * i + 2] * xx.z + v[4 * i + 3] * xx.w;
+        }
+    }
+    return acc;
+}
+
+/* Up to 3 matrices of one type and width sharing x (Q, K and V): their rows are numbered
+ * one after the other and the blocks cover them all, so one launch streams all three. */
+typedef struct {
+    const uint8_t *W[3];
+    float *y[3];
+    int64_t rows[3];           /* 0 for an unused slot */
+} mv_set;
+
 template <int TYPE>
 __global__ void __launch_bounds__(MV_THREADS)
-matvec_kernel(const uint8_t *__restrict__ W, int64_t row_bytes, int64_t rows, int64_t cols,
-              const float *__restrict__ x, float *__restrict__ y) {
+matvec_kernel(mv_set m, int64_t row_bytes, int64_t cols, const float *__restrict__ x) {
     const int lane = threadIdx.x % PG_WARP, warp = threadIdx.x / PG_WARP, nw = blockDim.x / PG_WARP;
-    const int64_t r_end = min(rows, ((int64_t)blockIdx.x + 1) * MV_ROWS);
-    const int64_t ngroups = cols / 32;
+    const int64_t total = m.rows[0] + m.rows[1] + m.rows[2];
+    const int64_t r_end = min(total, ((int64_t)blockIdx.x + 1) * MV_ROWS);
     /* r is the same for every lane of a warp, so the shuffles below see the whole warp */
     for (int64_t r = (int64_t)blockIdx.x * MV_ROWS + warp; r < r_end; r += nw) {
-        const uint8_t *row = W + r * row_bytes;
-        float acc = 0.0f;
-        for (int64_t g = lane; g < ngroups; g += PG_WARP) {
-            float v[32];
-            deq32<TYPE>(row, g, v);
-            const float4 *xg = (const float4 *)(x + 32 * g);
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float4 xx = xg[i];
-                acc += v[4 * i] * xx.x + v[4 * i + 1] * xx.y + v[4 * i + 2] * xx.z + v[4 * i + 3] * xx.w;
-            }
-        }
-        acc = pg_warp_sum(acc);
-        if (lane == 0) y[r] = acc;
+        int k = 0;
+        int64_t rr = r;
+        while (rr >= m.rows[k]) rr -= m.rows[k++];
+        const float acc = pg_warp_sum(lane_dot<TYPE>(m.W[k] + rr * row_bytes, cols / 32, x, lane));
+        if (lane == 0) m.y[k][rr] = acc;
     }
 }
 
-int pg_launch_matvec(const pg_dev_matrix *w, const float *x, float *y, cudaStream_t st) {
-    const unsigned blocks = (unsigned)((w->rows + MV_ROWS - 1) / MV_ROWS);
-    switch (w->type) {
-#define CASE(T) \
-    case T: matvec_kernel<T><<<blocks, MV_THREADS, 0, st>>>(w->d, w->row_bytes, w->rows, w->cols, x, y); break;
+/* GeGLU fused into the gate and up products: y[r] = gelu(gate_r . x) * (up_r . x). */
+template <int TYPE>
+__global__ void __launch_bounds__(MV_THREADS)
+matvec_geglu_kernel(const uint8_t *__restrict__ G, const uint8_t *__restrict__ U, int64_t row_bytes, int64_t rows,
+                    int64_t cols, const float *__restrict__ x, float *__restrict__ y, int precise) {
+    const int lane = threadIdx.x % PG_WARP, warp = threadIdx.x / PG_WARP, nw = blockDim.x / PG_WARP;
+    const int64_t r_end = min(rows, ((int64_t)blockIdx.x + 1) * MV_ROWS);
+    for (int64_t r = (int64_t)blockIdx.x * MV_ROWS + warp; r < r_end; r += nw) {
+        const float g = pg_warp_sum(lane_dot<TYPE>(G + r * row_bytes, cols / 32, x, lane));
+        const float u = pg_warp_sum(lane_dot<TYPE>(U + r * row_bytes, cols / 32, x, lane));
+        if (lane == 0) y[r] = gelu(g, precise) * u;
+    }
+}
+
+static int launch_set(int type, const mv_set *m, int64_t row_bytes, int64_t cols, const float *x, cudaStream_t st) {
+    const int64_t total = m->rows[0] + m->rows[1] + m->rows[2];
+    const unsigned blocks = (unsigned)((total + MV_ROWS - 1) / MV_ROWS);
+    switch (type) {
+#define CASE(T) case T: matvec_kernel<T><<<blocks, MV_THREADS, 0, st>>>(*m, row_bytes, cols, x); break;
         PG_FOR_EACH_TYPE(CASE)
 #undef CASE
-    default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU mat-vec kernel for tensor type %d", w->type);
+    default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU mat-vec kernel for tensor type %d", type);
     }
     return pg_gpu_check(cudaGetLastError(), "mat-vec launch");
+}
+
+int pg_launch_matvec(const pg_dev_matrix *w, const float *x, float *y, cudaStream_t st) {
+    mv_set m = {{w->d, NULL, NULL}, {y, NULL, NULL}, {w->rows, 0, 0}};
+    return launch_set(w->type, &m, w->row_bytes, w->cols, x, st);
+}
+
+int pg_launch_matvec3(const pg_dev_matrix *const w[3], const float *x, float *const y[3], cudaStream_t st) {
+    if (w[1]->type != w[0]->type || w[2]->type != w[0]->type || w[1]->cols != w[0]->cols ||
+        w[2]->cols != w[0]->cols) {
+        for (int k = 0; k < 3; k++) PG_GPU_TRY(pg_launch_matvec(w[k], x, y[k], st));
+        return PG_GPU_OK;
+    }
+    mv_set m = {{w[0]->d, w[1]->d, w[2]->d}, {y[0], y[1], y[2]}, {w[0]->rows, w[1]->rows, w[2]->rows}};
+    return launch_set(w[0]->type, &m, w[0]->row_bytes, w[0]->cols, x, st);
+}
+
+int pg_launch_matvec_geglu(const pg_dev_matrix *gate, const pg_dev_matrix *up, const float *x, float *y, int precise,
+                           cudaStream_t st) {
+    if (gate->type != up->type || gate->cols != up->cols || gate->rows != up->rows)
+        return pg_gpu_fail(PG_GPU_ERR_ARG, "gate and up differ in type or shape: no fused GeGLU");
+    const unsigned blocks = (unsigned)((gate->rows + MV_ROWS - 1) / MV_ROWS);
+    switch (gate->type) {
+#define CASE(T) \
+    case T: \
+        matvec_geglu_kernel<T><<<blocks, MV_THREADS, 0, st>>>(gate->d, up->d, gate->row_bytes, gate->rows, gate->cols, \
+                                                              x, y, precise); \
+        break;
+        PG_FOR_EACH_TYPE(CASE)
+#undef CASE
+    default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU mat-vec kernel for tensor type %d", gate->type);
+    }
+    return pg_gpu_check(cudaGetLastError(), "gate/up mat-vec launch");
 }
 
 /* dst (nrows, cols) = F16 of rows [r0, r0 + nrows): one thread per 32-element group. */

@@ -65,11 +65,14 @@ __device__ __forceinline__ void deq32(const uint8_t *__restrict__ row, int64_t g
     } else if constexpr (TYPE == T_Q4_0) {           /* 18 bytes: d@0, qs[16]@2 */
         const uint8_t *b = row + 18 * g;
         const float d = ldh(b);
+        const uint16_t *q2 = (const uint16_t *)(b + 2);   /* 2-byte aligned: 8 loads, not 16 */
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const int q = b[2 + j];
-            v[j] = d * (float)((q & 0xF) - 8);
-            v[j + 16] = d * (float)((q >> 4) - 8);
+        for (int j = 0; j < 8; j++) {
+            const int w = q2[j], q0 = w & 0xFF, q1 = w >> 8;
+            v[2 * j] = d * (float)((q0 & 0xF) - 8);
+            v[2 * j + 16] = d * (float)((q0 >> 4) - 8);
+            v[2 * j + 1] = d * (float)((q1 & 0xF) - 8);
+            v[2 * j + 17] = d * (float)((q1 >> 4) - 8);
         }
     } else if constexpr (TYPE == T_Q4_1) {           /* 20 bytes: d@0, m@2, qs[16]@4 */
         const uint8_t *b = row + 20 * g;
@@ -151,13 +154,21 @@ __device__ __forceinline__ void deq32(const uint8_t *__restrict__ row, int64_t g
         int sc, mn;
         q4k_scale_min(b + 4, j, &sc, &mn);
         const float dl = ldh(b) * (float)sc, ml = ldh(b + 2) * (float)mn;
-        const uint8_t *q = b + (TYPE == T_Q4_K ? 16 : 48) + 32 * (j / 2);
+        /* blocks of 144/176 bytes keep qs (and qh) 16-byte aligned: two 16-byte loads each */
+        const uint4 *q4 = (const uint4 *)(b + (TYPE == T_Q4_K ? 16 : 48) + 32 * (j / 2));
         const int shift = 4 * (j % 2);
 #pragma unroll
-        for (int l = 0; l < 32; l++) {
-            int x = (q[l] >> shift) & 0xF;
-            if (TYPE == T_Q5_K) x |= ((b[16 + l] >> j) & 1) << 4;
-            v[l] = dl * (float)x - ml;
+        for (int h = 0; h < 2; h++) {
+            const uint4 qq = q4[h];
+            uint4 hh = {0, 0, 0, 0};
+            if (TYPE == T_Q5_K) hh = ((const uint4 *)(b + 16))[h];
+            const uint32_t qw[4] = {qq.x, qq.y, qq.z, qq.w}, hw[4] = {hh.x, hh.y, hh.z, hh.w};
+#pragma unroll
+            for (int l = 0; l < 16; l++) {
+                int x = (int)(qw[l / 4] >> (8 * (l % 4) + shift)) & 0xF;
+                if (TYPE == T_Q5_K) x |= (int)((hw[l / 4] >> (8 * (l % 4) + j)) & 1) << 4;
+                v[16 * h + l] = dl * (float)x - ml;
+            }
         }
     } else if constexpr (TYPE == T_Q6_K) {
         /* 210 bytes: ql[128]@0, qh[64]@128, scales[16]@192 (int8), d@208.  Group j: half = j/4,
@@ -166,14 +177,20 @@ __device__ __forceinline__ void deq32(const uint8_t *__restrict__ row, int64_t g
         const uint8_t *b = row + 210 * (g / 8);
         const int j = (int)(g % 8), half = j / 4, gg = j % 4;
         const float d = ldh(b + 208);
-        const uint8_t *ql = b + 64 * half + 32 * (gg % 2), *qh = b + 128 + 32 * half;
+        /* 16-bit loads (blocks of 210 bytes are only 2-byte aligned) */
+        const uint16_t *ql = (const uint16_t *)(b + 64 * half + 32 * (gg % 2));
+        const uint16_t *qh = (const uint16_t *)(b + 128 + 32 * half);
+        const int ls = 4 * (gg / 2), hs = 2 * gg;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const float dl = d * (float)(int8_t)b[192 + 8 * half + 2 * gg + h];
 #pragma unroll
-            for (int l = 16 * h; l < 16 * h + 16; l++) {
-                const int lo = (ql[l] >> (4 * (gg / 2))) & 0xF, hi = (qh[l] >> (2 * gg)) & 3;
-                v[l] = dl * (float)((lo | hi << 4) - 32);
+            for (int i = 8 * h; i < 8 * h + 8; i++) {
+                const int wl = ql[i], wh = qh[i];
+                const int lo0 = (wl >> ls) & 0xF, lo1 = (wl >> (8 + ls)) & 0xF;
+                const int hi0 = (wh >> hs) & 3, hi1 = (wh >> (8 + hs)) & 3;
+                v[2 * i] = dl * (float)((lo0 | hi0 << 4) - 32);
+                v[2 * i + 1] = dl * (float)((lo1 | hi1 << 4) - 32);
             }
         }
     }
