@@ -2,9 +2,10 @@
  * in one launch; gate and up with the GeGLU), and dequantization of weight rows to F16 (for
  * the cuBLAS path).
  *
- * Mat-vec: a block of 128 threads owns MV_ROWS rows; each warp takes rows of the block in
- * turn and its lanes stride over the row's 32-element groups (lane i: groups i, i + W, ...),
- * dequantizing a group into registers and multiplying it by the matching 32 floats of x.
+ * Mat-vec: a block of 128 threads owns MV_ROWS rows; each warp takes pairs of rows of the
+ * block in turn and its lanes stride over the rows' 32-element groups (lane i: groups i,
+ * i + W, ...), dequantizing a group into registers and multiplying it by the matching 32
+ * floats of x (loaded once for both rows).
  * Consecutive lanes read consecutive blocks of the row, so a warp reads the weights as one
  * contiguous stream; x (at most 4 * n_ff bytes) stays in L1/L2 for all rows.  The lane sums
  * are reduced with shuffles and lane 0 writes y[r].  Decoding is memory bound: the weights
@@ -14,24 +15,37 @@
 #include "quant_dot.cuh"
 
 #define MV_THREADS 128
-#define MV_ROWS 4
+#define MV_ROWS 8          /* rows per block: a pair per warp (4 warps of 32, or 2 of 64 twice) */
+#define MV_GEGLU_ROWS 4    /* gate/up rows per block: one (two dot products) per warp */
 
-/* This lane's share of row . x: groups lane, lane + W, ... (sum over the warp for the dot). */
+/* This lane's shares of a . x and b . x (b may be NULL): groups lane, lane + W, ... of the
+ * two rows against the same 32 floats of x, which are loaded once for both -- x comes from
+ * L1 at 4 bytes per value while the weights stream at 0.5-2 bytes per value, so sharing
+ * the x loads between two rows halves the L1 traffic per weight byte. */
 template <int TYPE>
-__device__ __forceinline__ float lane_dot(const uint8_t *__restrict__ row, int64_t ngroups, const float *__restrict__ x,
-                                          int lane) {
-    float acc = 0.0f;
+__device__ __forceinline__ void lane_dot2(const uint8_t *__restrict__ a, const uint8_t *__restrict__ b,
+                                          int64_t ngroups, const float *__restrict__ x, int lane, float *da,
+                                          float *db) {
+    float acc_a = 0.0f, acc_b = 0.0f;
     for (int64_t g = lane; g < ngroups; g += PG_WARP) {
-        float v[32];
-        deq32<TYPE>(row, g, v);
+        float xr[32], v[32];
         const float4 *xg = (const float4 *)(x + 32 * g);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const float4 xx = xg[i];
-            acc += v[4 * i] * xx.x + v[4 * i + 1] * xx.y + v[4 * i + 2] * xx.z + v[4 * i + 3] * xx.w;
+            xr[4 * i] = xx.x; xr[4 * i + 1] = xx.y; xr[4 * i + 2] = xx.z; xr[4 * i + 3] = xx.w;
+        }
+        deq32<TYPE>(a, g, v);
+#pragma unroll
+        for (int i = 0; i < 32; i++) acc_a += v[i] * xr[i];
+        if (b) {   /* the same for the whole warp */
+            deq32<TYPE>(b, g, v);
+#pragma unroll
+            for (int i = 0; i < 32; i++) acc_b += v[i] * xr[i];
         }
     }
-    return acc;
+    *da = acc_a;
+    *db = acc_b;
 }
 
 /* Up to 3 matrices of one type and width sharing x (Q, K and V): their rows are numbered
@@ -42,6 +56,16 @@ typedef struct {
     int64_t rows[3];           /* 0 for an unused slot */
 } mv_set;
 
+/* Row r of the set: matrix *W, output *y, row *rr of it.  Selects, not indexing, so the
+ * kernel parameter stays in registers/constant memory instead of a local copy. */
+__device__ __forceinline__ void mv_locate(const mv_set &m, int64_t r, const uint8_t **W, float **y, int64_t *rr) {
+    if (r < m.rows[0]) { *W = m.W[0]; *y = m.y[0]; *rr = r; return; }
+    r -= m.rows[0];
+    if (r < m.rows[1]) { *W = m.W[1]; *y = m.y[1]; *rr = r; return; }
+    *W = m.W[2]; *y = m.y[2]; *rr = r - m.rows[1];
+}
+
+/* A warp computes rows (r, r + 1) of the set -- possibly of two matrices -- per step. */
 template <int TYPE>
 __global__ void __launch_bounds__(MV_THREADS)
 matvec_kernel(mv_set m, int64_t row_bytes, int64_t cols, const float *__restrict__ x) {
@@ -49,12 +73,21 @@ matvec_kernel(mv_set m, int64_t row_bytes, int64_t cols, const float *__restrict
     const int64_t total = m.rows[0] + m.rows[1] + m.rows[2];
     const int64_t r_end = min(total, ((int64_t)blockIdx.x + 1) * MV_ROWS);
     /* r is the same for every lane of a warp, so the shuffles below see the whole warp */
-    for (int64_t r = (int64_t)blockIdx.x * MV_ROWS + warp; r < r_end; r += nw) {
-        int k = 0;
-        int64_t rr = r;
-        while (rr >= m.rows[k]) rr -= m.rows[k++];
-        const float acc = pg_warp_sum(lane_dot<TYPE>(m.W[k] + rr * row_bytes, cols / 32, x, lane));
-        if (lane == 0) m.y[k][rr] = acc;
+    for (int64_t r = (int64_t)blockIdx.x * MV_ROWS + 2 * warp; r < r_end; r += 2 * nw) {
+        const uint8_t *W0, *W1 = NULL;
+        float *y0, *y1 = NULL;
+        int64_t r0, r1 = 0;
+        mv_locate(m, r, &W0, &y0, &r0);
+        const bool two = r + 1 < r_end;
+        if (two) mv_locate(m, r + 1, &W1, &y1, &r1);
+        float a, b;
+        lane_dot2<TYPE>(W0 + r0 * row_bytes, two ? W1 + r1 * row_bytes : NULL, cols / 32, x, lane, &a, &b);
+        a = pg_warp_sum(a);
+        b = pg_warp_sum(b);
+        if (lane == 0) {
+            y0[r0] = a;
+            if (two) y1[r1] = b;
+        }
     }
 }
 
@@ -64,10 +97,12 @@ __global__ void __launch_bounds__(MV_THREADS)
 matvec_geglu_kernel(const uint8_t *__restrict__ G, const uint8_t *__restrict__ U, int64_t row_bytes, int64_t rows,
                     int64_t cols, const float *__restrict__ x, float *__restrict__ y, int precise) {
     const int lane = threadIdx.x % PG_WARP, warp = threadIdx.x / PG_WARP, nw = blockDim.x / PG_WARP;
-    const int64_t r_end = min(rows, ((int64_t)blockIdx.x + 1) * MV_ROWS);
-    for (int64_t r = (int64_t)blockIdx.x * MV_ROWS + warp; r < r_end; r += nw) {
-        const float g = pg_warp_sum(lane_dot<TYPE>(G + r * row_bytes, cols / 32, x, lane));
-        const float u = pg_warp_sum(lane_dot<TYPE>(U + r * row_bytes, cols / 32, x, lane));
+    const int64_t r_end = min(rows, ((int64_t)blockIdx.x + 1) * MV_GEGLU_ROWS);
+    for (int64_t r = (int64_t)blockIdx.x * MV_GEGLU_ROWS + warp; r < r_end; r += nw) {
+        float g, u;
+        lane_dot2<TYPE>(G + r * row_bytes, U + r * row_bytes, cols / 32, x, lane, &g, &u);
+        g = pg_warp_sum(g);
+        u = pg_warp_sum(u);
         if (lane == 0) y[r] = gelu(g, precise) * u;
     }
 }
@@ -103,7 +138,7 @@ int pg_launch_matvec_geglu(const pg_dev_matrix *gate, const pg_dev_matrix *up, c
                            cudaStream_t st) {
     if (gate->type != up->type || gate->cols != up->cols || gate->rows != up->rows)
         return pg_gpu_fail(PG_GPU_ERR_ARG, "gate and up differ in type or shape: no fused GeGLU");
-    const unsigned blocks = (unsigned)((gate->rows + MV_ROWS - 1) / MV_ROWS);
+    const unsigned blocks = (unsigned)((gate->rows + MV_GEGLU_ROWS - 1) / MV_GEGLU_ROWS);
     switch (gate->type) {
 #define CASE(T) \
     case T: \
