@@ -88,7 +88,10 @@ static int upload(pg_gpu_model *m, const void *src, size_t bytes, void **dst, co
     *dst = NULL;
     if (m->n_allocs == (int)(sizeof m->allocs / sizeof m->allocs[0]))
         return pg_gpu_fail(PG_GPU_ERR_ARG, "too many device tensors");
-    PG_CUDA_TRY(cudaMalloc(dst, bytes), what);
+    char msg[160];
+    snprintf(msg, sizeof msg, "allocating %.1f MiB of GPU memory for %s (%.1f MiB uploaded so far)",
+             bytes / 1048576.0, what, m->bytes / 1048576.0);
+    PG_CUDA_TRY(cudaMalloc(dst, bytes), msg);
     m->allocs[m->n_allocs++] = *dst;
     m->bytes += bytes;
     return pg_gpu_check(cudaMemcpy(*dst, src, bytes, cudaMemcpyHostToDevice), what);
@@ -209,7 +212,10 @@ static int dalloc(pg_gpu_seq *s, size_t bytes, void **out, const char *what) {
     if (bytes == 0) return PG_GPU_OK;
     if (s->n_allocs == (int)(sizeof s->allocs / sizeof s->allocs[0]))
         return pg_gpu_fail(PG_GPU_ERR_ARG, "too many device buffers");
-    PG_CUDA_TRY(cudaMalloc(out, bytes), what);
+    char msg[160];
+    snprintf(msg, sizeof msg, "allocating %.1f MiB of GPU memory for the %s (%.1f MiB taken so far)",
+             bytes / 1048576.0, what, s->bytes / 1048576.0);
+    PG_CUDA_TRY(cudaMalloc(out, bytes), msg);
     s->allocs[s->n_allocs++] = *out;
     s->bytes += bytes;
     return PG_GPU_OK;
