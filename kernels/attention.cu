@@ -109,9 +109,9 @@ int pg_launch_qk_prepare(const pg_attn_args *a, float *q, float *k, const float 
                          cudaStream_t st) {
     const dim3 grid((unsigned)(a->H + a->Hkv), (unsigned)a->n);
     if (a->kv_f32)
-        qk_prepare_kernel<float><<<grid, QK_THREADS, 0, st>>>(*a, q, k, v, (float *)kc, (float *)vc);
+        PG_LAUNCH(qk_prepare_kernel<float>, grid, QK_THREADS, 0, st, *a, q, k, v, (float *)kc, (float *)vc);
     else
-        qk_prepare_kernel<uint16_t><<<grid, QK_THREADS, 0, st>>>(*a, q, k, v, (uint16_t *)kc, (uint16_t *)vc);
+        PG_LAUNCH(qk_prepare_kernel<uint16_t>, grid, QK_THREADS, 0, st, *a, q, k, v, (uint16_t *)kc, (uint16_t *)vc);
     return pg_gpu_check(cudaGetLastError(), "q/k prepare launch");
 }
 
@@ -213,12 +213,12 @@ int pg_launch_attention(const pg_attn_args *a, const float *q, const void *kc, c
                         float *partials, int splits, cudaStream_t st) {
     const dim3 grid((unsigned)a->H, (unsigned)a->n, (unsigned)splits);
     if (a->kv_f32)
-        attn_kernel<float><<<grid, AT_THREADS, 0, st>>>(*a, q, (const float *)kc, (const float *)vc, partials, splits);
+        PG_LAUNCH(attn_kernel<float>, grid, AT_THREADS, 0, st, *a, q, (const float *)kc, (const float *)vc, partials, splits);
     else
-        attn_kernel<uint16_t><<<grid, AT_THREADS, 0, st>>>(*a, q, (const uint16_t *)kc, (const uint16_t *)vc, partials,
+        PG_LAUNCH(attn_kernel<uint16_t>, grid, AT_THREADS, 0, st, *a, q, (const uint16_t *)kc, (const uint16_t *)vc, partials,
                                                           splits);
     PG_GPU_TRY(pg_gpu_check(cudaGetLastError(), "attention launch"));
-    attn_combine_kernel<<<dim3((unsigned)a->H, (unsigned)a->n), AT_THREADS, 0, st>>>(partials, a->H, a->hd, splits,
+    PG_LAUNCH(attn_combine_kernel, dim3((unsigned)a->H, (unsigned)a->n), AT_THREADS, 0, st, partials, a->H, a->hd, splits,
                                                                                      out);
     return pg_gpu_check(cudaGetLastError(), "attention combine launch");
 }

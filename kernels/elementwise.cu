@@ -30,7 +30,7 @@ int pg_launch_rmsnorm(float *o, const float *x, const float *w, int n, int D, fl
                       cudaStream_t st) {
     if (n <= 0) return PG_GPU_OK;
     (void)precise;
-    rmsnorm_kernel<<<n, EW_THREADS, 0, st>>>(o, x, w, D, eps, add);
+    PG_LAUNCH(rmsnorm_kernel, n, EW_THREADS, 0, st, o, x, w, D, eps, add);
     return pg_gpu_check(cudaGetLastError(), "rmsnorm launch");
 }
 
@@ -45,7 +45,7 @@ static unsigned grid_for(int64_t count) {
 }
 
 int pg_launch_geglu(float *gate, const float *up, int64_t count, int precise, cudaStream_t st) {
-    geglu_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(gate, up, count, precise);
+    PG_LAUNCH(geglu_kernel, grid_for(count), EW_THREADS, 0, st, gate, up, count, precise);
     return pg_gpu_check(cudaGetLastError(), "geglu launch");
 }
 
@@ -56,7 +56,7 @@ __global__ void softcap_kernel(float *__restrict__ x, int64_t count, float cap, 
 }
 
 int pg_launch_softcap(float *x, int64_t count, float cap, int precise, cudaStream_t st) {
-    softcap_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(x, count, cap, precise);
+    PG_LAUNCH(softcap_kernel, grid_for(count), EW_THREADS, 0, st, x, count, cap, precise);
     return pg_gpu_check(cudaGetLastError(), "softcap launch");
 }
 
@@ -66,6 +66,6 @@ __global__ void to_f16_kernel(uint16_t *__restrict__ dst, const float *__restric
 }
 
 int pg_launch_to_f16(uint16_t *dst, const float *src, int64_t count, int bf16, cudaStream_t st) {
-    to_f16_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(dst, src, count, bf16);
+    PG_LAUNCH(to_f16_kernel, grid_for(count), EW_THREADS, 0, st, dst, src, count, bf16);
     return pg_gpu_check(cudaGetLastError(), "convert launch");
 }

@@ -69,7 +69,7 @@ int pg_launch_gemm_tiny(const pg_dev_matrix *w, const float *X, int n, float *Y,
     const dim3 grid((unsigned)((w->rows + TB_N - 1) / TB_N), (unsigned)((n + TB_M - 1) / TB_M));
     switch (w->type) {
 #define CASE(T) \
-    case T: gemm_tiny_kernel<T><<<grid, TB_THREADS, 0, st>>>(w->d, w->row_bytes, w->rows, w->cols, X, n, Y); break;
+    case T: PG_LAUNCH(gemm_tiny_kernel<T>, grid, TB_THREADS, 0, st, w->d, w->row_bytes, w->rows, w->cols, X, n, Y); break;
         PG_FOR_EACH_TYPE(CASE)
 #undef CASE
     default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no tinyBLAS kernel for tensor type %d", w->type);

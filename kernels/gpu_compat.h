@@ -1,6 +1,8 @@
 /* gpu_compat.h -- the one place where CUDA and HIP differ.  Every kernel is written once
  * against the names below; a HIP build (hipcc -DPG_GPU_HIP=1) maps them to HIP.
  *
+ * Kernels are launched through PG_LAUNCH(kernel, grid, block, shared bytes, stream, args...).
+ *
  * Warp width: PG_WARP is the width the device code is compiled for -- 32 on NVIDIA and on
  * RDNA (gfx10/gfx11, wave32), 64 on CDNA/GCN (gfx9: gfx90a, gfx942).  hipcc compiles device
  * code once per --offload-arch, so each target gets its own PG_WARP.  Host code must not
@@ -33,6 +35,18 @@ static inline float pg_h2f(uint16_t h) {   /* exact binary16 -> binary32 */
 }
 static inline float pg_bf2f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 #define PG_GPU_COMPAT_DONE 1
+
+#elif PG_GPU_EMU
+/* tests/gpu_emu: the kernels and the runtime calls run on the CPU, one fiber per GPU thread
+ * (barriers and warp shuffles switch fibers), so CPU tests can execute the real kernels. */
+#include "pg_emu.h"
+#define PG_RUNTIME_NAME "emu"
+#ifndef PG_WARP
+#define PG_WARP 32
+#endif
+#define PG_SHFL_XOR(v, m) pg_emu_shfl_xor((v), (m))
+#define PG_SHFL(v, src) pg_emu_shfl((v), (src))
+#define PG_LAUNCH(k, g, b, smem, st, ...) pg_emu_launch(dim3(g), dim3(b), [=]() { k(__VA_ARGS__); })
 
 #elif PG_GPU_HIP
 #include <hip/hip_runtime.h>
@@ -85,6 +99,7 @@ static inline float pg_bf2f(uint16_t b) { return __uint_as_float((uint32_t)b << 
 /* HIP's shuffles take no mask; every lane of the wavefront takes part. */
 #define PG_SHFL_XOR(v, m) __shfl_xor((v), (m))
 #define PG_SHFL(v, src) __shfl((v), (src))
+#define PG_LAUNCH(k, g, b, smem, st, ...) k<<<(g), (b), (smem), (st)>>>(__VA_ARGS__)
 
 #else /* CUDA */
 #include <cuda_runtime.h>
@@ -93,6 +108,7 @@ static inline float pg_bf2f(uint16_t b) { return __uint_as_float((uint32_t)b << 
 #define PG_WARP 32
 #define PG_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
 #define PG_SHFL(v, src) __shfl_sync(0xffffffffu, (v), (src))
+#define PG_LAUNCH(k, g, b, smem, st, ...) k<<<(g), (b), (smem), (st)>>>(__VA_ARGS__)
 #endif
 
 #ifndef PG_GPU_COMPAT_DONE

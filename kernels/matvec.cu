@@ -111,7 +111,7 @@ static int launch_set(int type, const mv_set *m, int64_t row_bytes, int64_t cols
     const int64_t total = m->rows[0] + m->rows[1] + m->rows[2];
     const unsigned blocks = (unsigned)((total + MV_ROWS - 1) / MV_ROWS);
     switch (type) {
-#define CASE(T) case T: matvec_kernel<T><<<blocks, MV_THREADS, 0, st>>>(*m, row_bytes, cols, x); break;
+#define CASE(T) case T: PG_LAUNCH(matvec_kernel<T>, blocks, MV_THREADS, 0, st, *m, row_bytes, cols, x); break;
         PG_FOR_EACH_TYPE(CASE)
 #undef CASE
     default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU mat-vec kernel for tensor type %d", type);
@@ -142,7 +142,7 @@ int pg_launch_matvec_geglu(const pg_dev_matrix *gate, const pg_dev_matrix *up, c
     switch (gate->type) {
 #define CASE(T) \
     case T: \
-        matvec_geglu_kernel<T><<<blocks, MV_THREADS, 0, st>>>(gate->d, up->d, gate->row_bytes, gate->rows, gate->cols, \
+        PG_LAUNCH(matvec_geglu_kernel<T>, blocks, MV_THREADS, 0, st, gate->d, up->d, gate->row_bytes, gate->rows, gate->cols, \
                                                               x, y, precise); \
         break;
         PG_FOR_EACH_TYPE(CASE)
@@ -172,7 +172,7 @@ int pg_launch_dequant_f16(const pg_dev_matrix *w, int64_t r0, int64_t nrows, uin
     const unsigned blocks = (unsigned)((total + 255) / 256);
     switch (w->type) {
 #define CASE(T) \
-    case T: dequant_f16_kernel<T><<<blocks, 256, 0, st>>>(w->d, w->row_bytes, r0, nrows, w->cols, dst); break;
+    case T: PG_LAUNCH(dequant_f16_kernel<T>, blocks, 256, 0, st, w->d, w->row_bytes, r0, nrows, w->cols, dst); break;
         PG_FOR_EACH_TYPE(CASE)
 #undef CASE
     default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU dequantization for tensor type %d", w->type);

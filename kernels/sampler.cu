@@ -23,8 +23,8 @@ __global__ void __launch_bounds__(AM_THREADS) argmax_kernel(const float *__restr
     sv[threadIdx.x] = bv;
     si[threadIdx.x] = bi;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
+    for (int s = (int)blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
             const int j = threadIdx.x + s;
             if (si[j] >= 0 && better(sv[j], si[j], sv[threadIdx.x], si[threadIdx.x])) {
                 sv[threadIdx.x] = sv[j];
@@ -37,6 +37,6 @@ __global__ void __launch_bounds__(AM_THREADS) argmax_kernel(const float *__restr
 }
 
 int pg_launch_argmax(const float *x, int n, int32_t *out, cudaStream_t st) {
-    argmax_kernel<<<1, AM_THREADS, 0, st>>>(x, n, out);
+    PG_LAUNCH(argmax_kernel, 1, AM_THREADS, 0, st, x, n, out);
     return pg_gpu_check(cudaGetLastError(), "argmax launch");
 }
