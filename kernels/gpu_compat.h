@@ -46,7 +46,8 @@ static inline float pg_bf2f(uint16_t b) { return __uint_as_float((uint32_t)b << 
 #endif
 #define PG_SHFL_XOR(v, m) pg_emu_shfl_xor((v), (m))
 #define PG_SHFL(v, src) pg_emu_shfl((v), (src))
-#define PG_LAUNCH(k, g, b, smem, st, ...) pg_emu_launch(dim3(g), dim3(b), [=]() { k(__VA_ARGS__); })
+/* the arguments are evaluated and copied at the launch, as a real launch (or capture) does */
+#define PG_LAUNCH(k, g, b, smem, st, ...) pg_emu_launch(dim3(g), dim3(b), std::bind(k, __VA_ARGS__))
 
 #elif PG_GPU_HIP
 #include <hip/hip_runtime.h>

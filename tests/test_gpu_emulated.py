@@ -6,9 +6,10 @@ lane reaches is reported as a deadlock), with host memory behind the runtime cal
 library built that way goes through the same C core path as a real GPU library, so these
 tests run the mat-vec, tinyBLAS, attention (split keys, sliding rings, soft-caps), RoPE,
 norms, GeGLU and argmax kernels and the forward orchestration against transformers, at
-warp widths 32 (NVIDIA, RDNA) and 64 (CDNA).  What it cannot cover: cuBLAS, graph capture
-(the emulator reports it unsupported, so the library launches directly), real concurrency
-between blocks, and timing -- ci/gpu_check.sh does that on a GPU."""
+warp widths 32 (NVIDIA, RDNA) and 64 (CDNA); the decode graph is captured and replayed (the
+emulator records launches and copies); the cuBLAS path runs against a plain GEMM standing
+in for cublasGemmEx (tests/gpu_emu/cublas_v2.h).  What it cannot cover: the real cuBLAS,
+real concurrency between blocks, and timing -- ci/gpu_check.sh does that on a GPU."""
 import os
 import platform
 import shutil
@@ -24,30 +25,38 @@ pytest.importorskip("gguf")
 from gpu_util import GpuModel, probe  # noqa: E402
 from models import gemma2_hf_model, gemma3_hf_model, write_gguf_from_hf  # noqa: E402
 from test_forward import token_ids  # noqa: E402
-from test_gpu_runtime import FLOAT_TOL, reference  # noqa: E402
+from test_gpu_runtime import FLOAT_TOL, prompt_tol, reference  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build_emu(out, warp):
+def build_emu(out, warp, blas):
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the emulator needs a C++ compiler on x86-64")
     kernels = sorted(os.path.join(ROOT, "kernels", f) for f in os.listdir(os.path.join(ROOT, "kernels"))
                      if f.endswith(".cu"))
     cmd = [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-Wall", "-Wno-unknown-pragmas", "-Werror",
-           "-DPG_GPU_EMU=1", f"-DPG_WARP={warp}", "-DPG_GPU_TINYBLAS=1",
+           "-DPG_GPU_EMU=1", f"-DPG_WARP={warp}", "-DPG_GPU_CUBLAS=1" if blas == "cublas" else "-DPG_GPU_TINYBLAS=1",
            "-I", os.path.join(ROOT, "kernels"), "-I", os.path.join(ROOT, "tests", "gpu_emu"),
            "-x", "c++", *kernels, "-x", "none", os.path.join(ROOT, "tests", "gpu_emu", "pg_emu.cpp"), "-o", str(out)]
     subprocess.run(cmd, check=True, capture_output=True)
     return str(out)
 
 
-@pytest.fixture(scope="module", params=[32, 64], ids=["warp32", "warp64"])
+@pytest.fixture(scope="module", params=[(32, "tinyblas"), (64, "tinyblas"), (32, "cublas")],
+                ids=["warp32", "warp64", "cublas"])
 def emu_lib(request, tmp_path_factory):
-    lib = build_emu(tmp_path_factory.mktemp("emu") / f"libemu{request.param}.so", request.param)
-    assert probe(lib).startswith(f"CPU emulation (warp {request.param})")
+    warp, blas = request.param
+    lib = build_emu(tmp_path_factory.mktemp("emu") / f"libemu{warp}{blas}.so", warp, blas)
+    info = probe(lib)
+    assert info.startswith(f"CPU emulation (warp {warp})") and info.endswith(blas)
     return lib
+
+
+def graph_launches(lib_path):
+    import ctypes
+    return ctypes.CDLL(lib_path).pg_emu_graph_launches()
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +66,22 @@ def calm():
 
 @pytest.mark.parametrize("type_name", ["Q4_K", "BF16"])
 def test_prompt_and_decode_match_transformers(emu_lib, calm, tmp_path, type_name):
-    """A 24-token chunk (tinyBLAS, one attention split), then 8 decode steps (fused mat-vec,
-    4 key splits at n_ctx 1024), the sliding ring (window 16) wrapping; float32 throughout,
-    so the bound is test_forward's float bound."""
+    """A 24-token chunk (tinyBLAS or cuBLAS, one attention split), then 8 decode steps
+    (fused mat-vec, 4 key splits at n_ctx 1024, graph replay), the sliding ring (window 16)
+    wrapping; with tinyBLAS float32 throughout, so the bound is test_forward's float bound."""
     ids = token_ids(32, calm.config.vocab_size, seed=6)
     path = write_gguf_from_hf(calm, str(tmp_path / f"g2_{type_name}.gguf"), type_name)
     ref = reference(calm, type_name, ids)
+    replays = graph_launches(emu_lib)
     with GpuModel(path, emu_lib, n_gpu_layers=999, n_ctx=1024, n_batch=24) as g:
         got = np.concatenate([g.logits(ids[:24]), np.stack([g.eval([t]) for t in ids[24:]])])
         g.rewind(31)
         tok = g.eval_argmax([ids[31]])            # the device's argmax kernel
-    assert np.abs(got - ref).max() < FLOAT_TOL
+    assert graph_launches(emu_lib) - replays == 9   # every decode step replayed a graph
+    # cuBLAS rounds prompt-chunk operands to F16/BF16 (test_gpu_runtime's bounds)
+    tol = prompt_tol(type_name, probe(emu_lib).rsplit(", ", 1)[-1], 0)
+    assert np.abs(got[:24] - ref[:24]).max() < tol
+    assert np.abs(got[24:] - ref[24:]).max() < tol
     top2 = np.sort(ref[31])[-2:]
     assert top2[1] - top2[0] > 10 * FLOAT_TOL and tok == int(np.argmax(ref[31]))
 
@@ -86,3 +100,15 @@ def test_gemma3_partial_offload_default_numerics(emu_lib, tmp_path):
     # F16 rounding points are the same on both sides; only summation order differs
     assert np.abs(got - want).max() < 1e-2
     assert tok_cpu == tok_gpu
+
+
+def test_device_out_of_memory(emu_lib, calm, tmp_path, monkeypatch):
+    """The library's own checks: weights that do not fit fail before any upload, a KV cache
+    that does not fit fails its allocation; both as MemoryError suggesting a smaller -ngl."""
+    path = write_gguf_from_hf(calm, str(tmp_path / "g2.gguf"), "Q8_0")
+    monkeypatch.setenv("PG_EMU_MEM", str(200_000))
+    with pytest.raises(MemoryError, match=r"-ngl 999 .*smaller -ngl.*the weights need"):
+        GpuModel(path, emu_lib, n_gpu_layers=999)
+    monkeypatch.setenv("PG_EMU_MEM", str(3_000_000))
+    with pytest.raises(MemoryError, match=r"n_ctx=65536 .*smaller -ngl or context.*KV cache"):
+        GpuModel(path, emu_lib, n_gpu_layers=2, n_ctx=65536)

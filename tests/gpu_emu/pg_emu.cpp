@@ -49,6 +49,7 @@ static std::function<void()> *g_body;
 static float g_slot[MAX_THREADS];
 static int g_error;              // cudaErrorLaunchFailure after a deadlock, until read
 static char g_msg[256];
+static long g_graph_launches;
 
 static void fiber_main() {
     (*g_body)();
@@ -139,7 +140,23 @@ static bool run_block(int n) {
     }
 }
 
+// While a stream capture is open, launches and copies are recorded instead of run; a graph
+// launch replays them in order (a copy reads its source when replayed, as a graph's
+// memcpy node does).
+typedef std::vector<std::function<void()>> op_list;
+static op_list *g_capture;
+
+static void launch_now(dim3 grid, dim3 block, const std::function<void()> &body);
+
 void pg_emu_launch(dim3 grid, dim3 block, std::function<void()> body) {
+    if (g_capture) {
+        g_capture->push_back([=]() { launch_now(grid, block, body); });
+        return;
+    }
+    launch_now(grid, block, body);
+}
+
+static void launch_now(dim3 grid, dim3 block, const std::function<void()> &body) {
     const int n = (int)(block.x * block.y * block.z);
     if (n > MAX_THREADS || n % PG_WARP) {
         g_error = cudaErrorLaunchFailure;
@@ -148,7 +165,7 @@ void pg_emu_launch(dim3 grid, dim3 block, std::function<void()> body) {
     }
     pg_emu_grid_dim = grid;
     pg_emu_block_dim = block;
-    g_body = &body;
+    g_body = const_cast<std::function<void()> *>(&body);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
@@ -221,16 +238,35 @@ cudaError_t cudaFree(void *p) {
 cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
 cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, int) { memcpy(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, int, cudaStream_t) { memcpy(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, int, cudaStream_t) {
+    if (g_capture) g_capture->push_back([=]() { memcpy(d, s, n); });
+    else memcpy(d, s, n);
+    return cudaSuccess;
+}
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, int) { *s = (cudaStream_t)1; return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaGetLastError(); }
-cudaError_t cudaStreamBeginCapture(cudaStream_t, int) { return cudaErrorNotSupported; }
-cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) { *g = NULL; return cudaErrorNotSupported; }
-cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *e, cudaGraph_t, unsigned long long) {
-    *e = NULL;
-    return cudaErrorNotSupported;
+cudaError_t cudaStreamBeginCapture(cudaStream_t, int) {
+    if (g_capture) return cudaErrorNotSupported;
+    g_capture = new op_list;
+    return cudaSuccess;
 }
-cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
-cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
+    *g = (cudaGraph_t)g_capture;
+    g_capture = NULL;
+    return *g ? cudaSuccess : cudaErrorNotSupported;
+}
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
+    *e = (cudaGraphExec_t) new op_list(*(op_list *)g);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+    for (auto &op : *(op_list *)e) op();
+    g_graph_launches++;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete (op_list *)g; return cudaSuccess; }
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete (op_list *)e; return cudaSuccess; }
+
+// Test hook: graph replays so far (tests check the decode path really replays).
+extern "C" __attribute__((visibility("default"))) long pg_emu_graph_launches(void) { return g_graph_launches; }

@@ -6,7 +6,7 @@
  * not every lane of a warp reaches, or a barrier some threads skip, is reported as a
  * deadlock instead of passing silently.  Blocks run one after another, so __shared__
  * arrays are function statics.  The runtime calls (memory, copies, streams) work on host
- * memory; graph capture reports "not supported" (the library then launches directly).
+ * memory; a stream capture records the launches and copies and a graph launch replays them.
  * PG_WARP may be set to 64 (-DPG_WARP=64) to run the wavefront-64 code paths. */
 #ifndef PG_EMU_H
 #define PG_EMU_H
