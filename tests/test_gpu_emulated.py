@@ -112,3 +112,17 @@ def test_device_out_of_memory(emu_lib, calm, tmp_path, monkeypatch):
     monkeypatch.setenv("PG_EMU_MEM", str(3_000_000))
     with pytest.raises(MemoryError, match=r"n_ctx=65536 .*smaller -ngl or context.*KV cache"):
         GpuModel(path, emu_lib, n_gpu_layers=2, n_ctx=65536)
+
+
+@pytest.mark.parametrize("n_heads,n_kv_heads", [(4, 1), (2, 2)], ids=["gqa4", "mha"])
+def test_head_groupings(emu_lib, tmp_path, n_heads, n_kv_heads):
+    """Attention blocks serve 4, 2 or 1 query heads of a KV head: 4 query heads on one KV head
+    (Gemma 3 270M/1B) and plain multi-head attention, prompt and decode, against transformers."""
+    hf = gemma2_hf_model(seed=3, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=32, proj_std=0.06,
+                         embed_std=0.1)
+    ids = token_ids(28, hf.config.vocab_size, seed=9)
+    path = write_gguf_from_hf(hf, str(tmp_path / "g2.gguf"), "F32")
+    ref = reference(hf, "F32", ids)
+    with GpuModel(path, emu_lib, n_gpu_layers=999, n_ctx=512, n_batch=20) as g:
+        got = np.concatenate([g.logits(ids[:20]), np.stack([g.eval([t]) for t in ids[20:]])])
+    assert np.abs(got - ref).max() < FLOAT_TOL
