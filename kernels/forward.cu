@@ -15,13 +15,11 @@
 
 enum { WANT_ARGMAX = 1, WANT_LOGITS = 2, WANT_XOUT = 4 };
 
-/* y (n, rows) = x (n, cols) @ W^T: mat-vec per token for short chunks (weights read once
- * per token, cheaper than dequantizing a copy), else cuBLAS or tinyBLAS. */
+/* y (n, rows) = x (n, cols) @ W^T: mat-vec for up to PG_GPU_MATVEC_MAX_TOK tokens (the
+ * weights read once, cheaper than dequantizing a copy for cuBLAS), else cuBLAS or tinyBLAS. */
 static int mm(pg_gpu_seq *s, const pg_dev_matrix *w, const float *x, int n, float *y) {
-    if (n <= PG_GPU_MATVEC_MAX_TOK) {
-        for (int t = 0; t < n; t++) PG_GPU_TRY(pg_launch_matvec(w, x + (int64_t)t * w->cols, y + (int64_t)t * w->rows, s->stream));
-        return PG_GPU_OK;
-    }
+    if (n == 1) return pg_launch_matvec(w, x, y, s->stream);
+    if (n <= PG_GPU_MATVEC_MAX_TOK) return pg_launch_matvec_tokens(w, x, n, y, s->stream);
     if (s->blas && !pg_gpu_opt_tinyblas) return pg_blas_gemm(s->blas, w, x, n, y, s->stream);
     return pg_launch_gemm_tiny(w, x, n, y, s->stream);
 }
@@ -43,13 +41,10 @@ static int layer(pg_gpu_seq *s, int l, int n) {
 
     /* attention block */
     PG_GPU_TRY(pg_launch_rmsnorm(s->xn, s->x, L->attn_norm, n, D, eps, 0, s->precise, st));
-    if (n <= PG_GPU_MATVEC_MAX_TOK) {   /* Q, K and V in one mat-vec launch per token */
+    if (n == 1) {   /* Q, K and V in one mat-vec launch */
         const pg_dev_matrix *w3[3] = {&L->wq, &L->wk, &L->wv};
-        for (int t = 0; t < n; t++) {
-            float *y3[3] = {s->q + (int64_t)t * L->wq.rows, s->k + (int64_t)t * L->wk.rows,
-                            s->v + (int64_t)t * L->wv.rows};
-            PG_GPU_TRY(pg_launch_matvec3(w3, s->xn + (int64_t)t * D, y3, st));
-        }
+        float *y3[3] = {s->q, s->k, s->v};
+        PG_GPU_TRY(pg_launch_matvec3(w3, s->xn, y3, st));
     } else {
         PG_GPU_TRY(mm(s, &L->wq, s->xn, n, s->q));
         PG_GPU_TRY(mm(s, &L->wk, s->xn, n, s->k));
@@ -61,12 +56,9 @@ static int layer(pg_gpu_seq *s, int l, int n) {
     PG_GPU_TRY(pg_launch_rmsnorm(s->x, s->o, L->post_attn_norm, n, D, eps, 1, s->precise, st));
     /* feed-forward block: GeGLU */
     PG_GPU_TRY(pg_launch_rmsnorm(s->xn, s->x, L->ffn_norm, n, D, eps, 0, s->precise, st));
-    const int fused = n <= PG_GPU_MATVEC_MAX_TOK && L->gate.type == L->up.type && L->gate.rows == L->up.rows &&
-                      L->gate.cols == L->up.cols;
-    if (fused) {   /* gate, up and GeGLU in one pass per token */
-        for (int t = 0; t < n; t++)
-            PG_GPU_TRY(pg_launch_matvec_geglu(&L->gate, &L->up, s->xn + (int64_t)t * D, s->gate + (int64_t)t * c->n_ff,
-                                              s->precise, st));
+    const int fused = n == 1 && L->gate.type == L->up.type && L->gate.rows == L->up.rows && L->gate.cols == L->up.cols;
+    if (fused) {   /* gate, up and GeGLU in one pass */
+        PG_GPU_TRY(pg_launch_matvec_geglu(&L->gate, &L->up, s->xn, s->gate, s->precise, st));
     } else {
         PG_GPU_TRY(mm(s, &L->gate, s->xn, n, s->gate));
         PG_GPU_TRY(mm(s, &L->up, s->xn, n, s->up));

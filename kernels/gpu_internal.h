@@ -79,6 +79,8 @@ struct pg_gpu_seq {
 /* ---- launchers ---- */
 /* y (rows) = W (rows, cols) @ x (cols); x 16-byte aligned. */
 int pg_launch_matvec(const pg_dev_matrix *w, const float *x, float *y, cudaStream_t st);
+/* Y (nt, rows) = X (nt, cols) @ W^T for 1 <= nt <= PG_GPU_MATVEC_MAX_TOK, the weights read once. */
+int pg_launch_matvec_tokens(const pg_dev_matrix *w, const float *X, int nt, float *Y, cudaStream_t st);
 /* y[k] = w[k] @ x for 3 matrices sharing x, in one launch when their type and width agree. */
 int pg_launch_matvec3(const pg_dev_matrix *const w[3], const float *x, float *const y[3], cudaStream_t st);
 /* y (rows) = gelu(gate @ x) * (up @ x); gate and up of one type and shape (else an error). */

@@ -17,6 +17,7 @@
 #define MV_THREADS 128
 #define MV_ROWS 8          /* rows per block: a pair per warp (4 warps of 32, or 2 of 64 twice) */
 #define MV_GEGLU_ROWS 4    /* gate/up rows per block: one (two dot products) per warp */
+#define MV_TOK_ROWS 4      /* rows per block of the several-token kernel: one per warp */
 
 /* This lane's shares of a . x and b . x (b may be NULL): groups lane, lane + W, ... of the
  * two rows against the same 32 floats of x, which are loaded once for both -- x comes from
@@ -105,6 +106,62 @@ matvec_geglu_kernel(const uint8_t *__restrict__ G, const uint8_t *__restrict__ U
         u = pg_warp_sum(u);
         if (lane == 0) y[r] = gelu(g, precise) * u;
     }
+}
+
+/* Y (nt, rows) = X (nt, cols) @ W^T for 2..8 tokens: each group of weights is dequantized
+ * once and multiplied by every token's x, so the weights are read once for the chunk (x,
+ * nt * cols floats, comes from L1/L2).  A warp per row, as the single-token kernel. */
+template <int TYPE>
+__global__ void __launch_bounds__(MV_THREADS)
+matvec_tokens_kernel(const uint8_t *__restrict__ W, int64_t row_bytes, int64_t rows, int64_t cols,
+                     const float *__restrict__ X, int nt, float *__restrict__ Y) {
+    const int lane = threadIdx.x % PG_WARP, warp = threadIdx.x / PG_WARP, nw = blockDim.x / PG_WARP;
+    const int64_t r_end = min(rows, ((int64_t)blockIdx.x + 1) * MV_TOK_ROWS), ngroups = cols / 32;
+    for (int64_t r = (int64_t)blockIdx.x * MV_TOK_ROWS + warp; r < r_end; r += nw) {
+        const uint8_t *row = W + r * row_bytes;
+        float acc[PG_GPU_MATVEC_MAX_TOK];
+#pragma unroll
+        for (int t = 0; t < PG_GPU_MATVEC_MAX_TOK; t++) acc[t] = 0.0f;
+        for (int64_t g = lane; g < ngroups; g += PG_WARP) {
+            float v[32];
+            deq32<TYPE>(row, g, v);
+#pragma unroll
+            for (int t = 0; t < PG_GPU_MATVEC_MAX_TOK; t++) {
+                if (t < nt) {
+                    const float4 *xg = (const float4 *)(X + t * cols + 32 * g);
+                    float a = 0.0f;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        const float4 xx = xg[i];
+                        a += v[4 * i] * xx.x + v[4 * i + 1] * xx.y + v[4 * i + 2] * xx.z + v[4 * i + 3] * xx.w;
+                    }
+                    acc[t] += a;
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < PG_GPU_MATVEC_MAX_TOK; t++) {
+            if (t < nt) {
+                const float sum = pg_warp_sum(acc[t]);   /* nt is the same for every lane */
+                if (lane == 0) Y[t * rows + r] = sum;
+            }
+        }
+    }
+}
+
+int pg_launch_matvec_tokens(const pg_dev_matrix *w, const float *X, int nt, float *Y, cudaStream_t st) {
+    if (nt < 1 || nt > PG_GPU_MATVEC_MAX_TOK) return pg_gpu_fail(PG_GPU_ERR_ARG, "%d tokens for the mat-vec", nt);
+    const unsigned blocks = (unsigned)((w->rows + MV_TOK_ROWS - 1) / MV_TOK_ROWS);
+    switch (w->type) {
+#define CASE(T) \
+    case T: \
+        PG_LAUNCH(matvec_tokens_kernel<T>, blocks, MV_THREADS, 0, st, w->d, w->row_bytes, w->rows, w->cols, X, nt, Y); \
+        break;
+        PG_FOR_EACH_TYPE(CASE)
+#undef CASE
+    default: return pg_gpu_fail(PG_GPU_ERR_UNSUPPORTED, "no GPU mat-vec kernel for tensor type %d", w->type);
+    }
+    return pg_gpu_check(cudaGetLastError(), "mat-vec launch");
 }
 
 static int launch_set(int type, const mv_set *m, int64_t row_bytes, int64_t cols, const float *x, cudaStream_t st) {

@@ -66,14 +66,15 @@ def calm():
 
 @pytest.mark.parametrize("type_name", ["Q4_K", "BF16"])
 def test_prompt_and_decode_match_transformers(emu_lib, calm, tmp_path, type_name):
-    """A 24-token chunk (tinyBLAS or cuBLAS, one attention split), then 8 decode steps
+    """24 tokens in chunks of 19 (tinyBLAS or cuBLAS, one attention split) and 5 (the
+    several-token mat-vec), then 8 decode steps
     (fused mat-vec, 4 key splits at n_ctx 1024, graph replay), the sliding ring (window 16)
     wrapping; with tinyBLAS float32 throughout, so the bound is test_forward's float bound."""
     ids = token_ids(32, calm.config.vocab_size, seed=6)
     path = write_gguf_from_hf(calm, str(tmp_path / f"g2_{type_name}.gguf"), type_name)
     ref = reference(calm, type_name, ids)
     replays = graph_launches(emu_lib)
-    with GpuModel(path, emu_lib, n_gpu_layers=999, n_ctx=1024, n_batch=24) as g:
+    with GpuModel(path, emu_lib, n_gpu_layers=999, n_ctx=1024, n_batch=19) as g:   # chunks of 19 and 5
         got = np.concatenate([g.logits(ids[:24]), np.stack([g.eval([t]) for t in ids[24:]])])
         g.rewind(31)
         tok = g.eval_argmax([ids[31]])            # the device's argmax kernel
