@@ -3,6 +3,7 @@ from .errors import (  # noqa: F401
     CancelledError,
     ContextFullError,
     GGUFError,
+    GPUBuildError,
     GPUError,
     ModelStateError,
     PygemmaError,

@@ -1,14 +1,20 @@
 """The `pygemma` command: mode selection and the one-shot --cli mode.
 
-    pygemma -m MODEL [--chat] [-p SYSTEM]  the terminal chatbot (pygemma/chat.py)
+    pygemma -m MODEL [-p SYSTEM]         the chatbot, with the HTTP server in the background
+    pygemma -m MODEL --chat [-p SYSTEM]  the terminal chatbot alone (pygemma/chat.py)
+    pygemma -m MODEL --server            the OpenAI-compatible HTTP server (pygemma/server/)
     pygemma -m MODEL --cli -p PROMPT     complete text (stdout), as llamafile --cli
     pygemma info FILE                    GGUF metadata and tensor table
     pygemma quantize IN OUT TYPE         write a quantized copy
     pygemma synth --shape 2b ...         random-weight Gemma 2 file for speed work
+    pygemma --recompile --gpu nvidia     build the GPU library for this machine, print its path
 """
 import argparse
 import os
+import signal
 import sys
+import threading
+import warnings
 
 from . import __version__
 from .errors import PygemmaError
@@ -31,9 +37,18 @@ def build_parser():
     model.add_argument("-b", "--batch-size", type=int, default=None, help="prompt tokens per forward chunk")
     model.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=0,
                        help="layers to offload to the GPU (999: all)")
-    model.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
-                       help="GPU backend to use with -ngl")
-    model.add_argument("--recompile", action="store_true", help="rebuild the GPU module for this machine")
+    gpu = p.add_argument_group("GPU")
+    gpu.add_argument("--gpu", default="auto", choices=("auto", "nvidia", "amd", "disable"),
+                     help="GPU backend to use with -ngl")
+    compile_mode = gpu.add_mutually_exclusive_group()
+    compile_mode.add_argument("--recompile", action="store_true",
+                              help="rebuild the GPU library for this machine (alone: build and exit)")
+    compile_mode.add_argument("--nocompile", action="store_true",
+                              help="never compile the GPU library: use the cached build or fail")
+    gpu.add_argument("--tinyblas", action="store_true",
+                     help="use pygemma's own GEMM instead of cuBLAS/hipBLAS")
+    gpu.add_argument("--gpu-arch", metavar="LIST", default=None,
+                     help="GPU targets to build for, e.g. sm_80,sm_90 or gfx90a,gfx1100 (default: detect)")
     prompt = p.add_argument_group("prompt")
     prompt.add_argument("-p", "--prompt", help="prompt text (system prompt in chat mode)")
     prompt.add_argument("-f", "--file", help="read the prompt from a file")
@@ -56,6 +71,15 @@ def build_parser():
     samp.add_argument("--presence-penalty", type=float, default=None)
     samp.add_argument("--frequency-penalty", type=float, default=None)
     samp.add_argument("-s", "--seed", type=int, default=None, help="RNG seed (-1: random)")
+    srv = p.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    srv.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
+    srv.add_argument("--nobrowser", action="store_true", help="do not open the web chat in a browser")
+    srv.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
+    srv.add_argument("--api-key-file", default=None, help="read the key from this file")
+    srv.add_argument("-np", "--parallel", type=int, default=1, help="parallel slots (KV caches)")
+    srv.add_argument("--queue-size", type=int, default=64, help="requests that may wait for a slot")
+    srv.add_argument("--body-limit", type=int, default=8 << 20, help="largest request body in bytes")
     misc = p.add_argument_group("misc")
     misc.add_argument("--log-disable", action="store_true", help="no loading messages or progress")
     misc.add_argument("--version", action="store_true")
@@ -105,9 +129,46 @@ def load_model(args):
         raise PygemmaError(f"model file not found: {path}")
     log(args, f"pygemma {__version__}: loading {path}")
     model = Model(path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
-                  n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress())
+                  n_gpu_layers=args.n_gpu_layers, progress=None if args.log_disable else LoadProgress(),
+                  gpu=args.gpu, gpu_options=gpu_options(args))
     log(args, f"pygemma: {model.arch} model, {model.n_vocab} tokens, context {model.n_ctx}")
+    from ._ffi import ffi, lib
+    if args.n_gpu_layers and hasattr(lib, "pg_model_gpu_info"):     # the C core's GPU backend
+        info = ffi.string(lib.pg_model_gpu_info(model._model)).decode("utf-8", "replace")
+        if info:
+            log(args, f"pygemma: GPU: {info}")
     return model
+
+
+def gpu_options(args):
+    from .gpu import BuildOptions
+    return BuildOptions(recompile=args.recompile, nocompile=args.nocompile, tinyblas=args.tinyblas,
+                        archs=args.gpu_arch, log=not args.log_disable)
+
+
+def run_gpu_build(args):
+    """--recompile / --nocompile without -ngl: build (or look up) the GPU library, print its path."""
+    from .errors import GPUError
+    from .gpu import gpu_library
+    if args.gpu == "disable":
+        raise PygemmaError("--recompile/--nocompile need a GPU backend, not --gpu disable")
+    if args.gpu == "auto":
+        from .gpu import targets
+        found = [name for name, backend in (("nvidia", "cuda"), ("amd", "hip")) if targets.device_present(backend)]
+        if not found:
+            raise GPUError("no NVIDIA or AMD GPU found; to build without one, name the backend "
+                           "and targets: --gpu nvidia --gpu-arch sm_80,sm_90")
+        args.gpu = found[0]
+    path = gpu_library(args.gpu, gpu_options(args))
+    print(path)
+    from .gpu.choose import probe
+    try:
+        info = probe(path)
+        if info:
+            log(args, f"pygemma: GPU: {info}")
+    except GPUError as e:       # a build for other machines' GPUs (--gpu-arch) is still a build
+        log(args, f"pygemma: note: this machine cannot run it: {e}")
+    return 0
 
 
 class LoadProgress:
@@ -143,7 +204,7 @@ def run_cli(args):
     return 0
 
 
-def run_chat(args):
+def run_chat(args, with_server=False):
     from .chat import run_chat as chat_main
     if args.file:
         args.prompt = read_prompt(args)
@@ -153,7 +214,86 @@ def run_chat(args):
     if args.temp is None:
         params = params.replace(temperature=0.0)      # chat is greedy unless --temp, as llamafile
     with load_model(args) as model:
-        return chat_main(args, model, params)
+        server, url = start_background_server(args, model) if with_server else (None, None)
+        if with_server and server is None:
+            log(args, f"pygemma: {url}")
+            url = None
+        try:
+            return chat_main(args, model, params, server_url=url)
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def api_key(args):
+    if args.api_key and args.api_key_file:
+        raise PygemmaError("give --api-key or --api-key-file, not both")
+    if args.api_key_file:
+        with open(args.api_key_file, encoding="utf-8") as f:
+            key = f.read().strip()
+        if not key:
+            raise PygemmaError(f"the API key file {args.api_key_file} is empty")
+        return key
+    return args.api_key or None
+
+
+def server_options(args):
+    if args.parallel < 1:
+        raise PygemmaError(f"-np must be at least 1, got {args.parallel}")
+    if not 0 <= args.port < 65536:
+        raise PygemmaError(f"--port must be in [0, 65535], got {args.port}")
+    defaults = sampling_params(args)          # the CLI's sampling flags are the server's defaults
+    return dict(host=args.host, port=args.port, api_key=api_key(args), n_parallel=args.parallel,
+                n_ctx=args.ctx_size, queue_size=max(0, args.queue_size),
+                body_limit=max(1, args.body_limit), defaults=defaults)
+
+
+def run_server(args):
+    try:
+        from .server import Server
+    except ImportError as e:
+        raise PygemmaError(f"the server needs Starlette and uvicorn ({e}): "
+                           "pip install 'pygemma[server]'") from None
+    options = server_options(args)
+    with load_model(args) as model:
+        server = Server(model, log=not args.log_disable, reuse_default=True, **options)
+        print(f"pygemma: serving {server.state.model_id} at {server.url} "
+              f"({args.parallel} slot{'s' if args.parallel > 1 else ''} of "
+              f"{server.state.scheduler.n_ctx} tokens); Ctrl-C stops", file=sys.stderr, flush=True)
+        if options["host"] in ("0.0.0.0", "::"):
+            print(f"pygemma: listening on every interface ({options['host']}:{server.port})",
+                  file=sys.stderr, flush=True)
+        if not args.nobrowser:
+            from .server.run import open_browser
+            threading.Timer(0.5, open_browser, [server.url]).start()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with
+        # the handlers it found: make both end here quietly.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        log(args, "pygemma: server stopped")
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def start_background_server(args, model):
+    """The server behind the chatbot: (server, url) or (None, why not)."""
+    try:
+        from .server import Server
+    except ImportError as e:
+        return None, f"no server (chat only): the server extra is not installed ({e}); pip install 'pygemma[server]'"
+    try:
+        server = Server(model, log=False, say=lambda msg: None, **server_options(args)).start()
+    except Exception as e:              # a busy port range, a bad key file: chat anyway
+        return None, f"no server: {e}"
+    return server, server.url
 
 
 def run_subcommand(argv):
@@ -184,12 +324,14 @@ def main(argv=None):
             else:
                 print_usage()
             return 0
+        warnings.formatwarning = lambda message, *a, **k: f"pygemma: warning: {message}\n"
+        if (args.recompile or args.nocompile) and not args.n_gpu_layers:
+            return run_gpu_build(args)
         if args.cli:
             return run_cli(args)
         if args.server:
-            print("pygemma: the server is not available yet; use --chat or --cli", file=sys.stderr)
-            return 2
-        return run_chat(args)
+            return run_server(args)
+        return run_chat(args, with_server=not args.chat)
     except KeyboardInterrupt:
         print("\npygemma: interrupted", file=sys.stderr)
         return 130

@@ -25,5 +25,13 @@ class GPUError(PygemmaError, RuntimeError):
     """The GPU backend failed (compiler missing, out of memory, ...)."""
 
 
+class GPUBuildError(GPUError):
+    """Compiling the GPU kernels failed; `output` holds the tail of the compiler's messages."""
+
+    def __init__(self, message, output=""):
+        super().__init__(message)
+        self.output = output
+
+
 class ModelStateError(PygemmaError, RuntimeError):
     """The object was used in the wrong state (e.g. after close())."""

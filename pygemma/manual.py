@@ -8,7 +8,8 @@ USAGE = """\
 usage: pygemma [-m MODEL] [--chat | --cli | --server] [-p PROMPT] [options]
        pygemma info FILE | quantize IN OUT TYPE | synth ...
 
-  pygemma -m MODEL.gguf                 chat in the terminal (the default mode)
+  pygemma -m MODEL.gguf                 chat in the terminal, with the HTTP server behind it
+  pygemma -m MODEL.gguf --server        the OpenAI-compatible HTTP server and web chat
   pygemma -m MODEL.gguf --cli -p TEXT   complete TEXT once and exit
   pygemma --help                        the full manual
 """
@@ -20,7 +21,7 @@ NAME
 SYNOPSIS
     pygemma [-m MODEL] [--chat] [-p SYSTEM_PROMPT] [options]
     pygemma [-m MODEL] --cli -p PROMPT [-n N] [sampling options]
-    pygemma [-m MODEL] --server [options]
+    pygemma [-m MODEL] --server [--host H] [--port P] [--nobrowser] [--api-key KEY] [-np N]
     pygemma info FILE
     pygemma quantize IN.gguf OUT.gguf TYPE
     pygemma synth --shape 2b ...
@@ -34,7 +35,10 @@ DESCRIPTION
 
 MODES
     (no mode flag)
-        The chatbot (and, once available, the HTTP server in the background).
+        The chatbot, with the HTTP server (as --server, on its own KV caches) running in the
+        background on --host/--port; the banner shows its URL.  Without the server extra
+        (Starlette, uvicorn) it just chats and says why there is no server.  The background
+        server logs nothing to the terminal.
     --chat
         The terminal chatbot alone.  -p is the system prompt.  Replies stream as they are
         generated; Ctrl-C stops a reply and keeps what was said; Ctrl-C or Ctrl-D at the
@@ -47,7 +51,17 @@ MODES
     --cli
         Complete the prompt (-p or -f) once, print it to stdout, exit.
     --server
-        OpenAI-compatible HTTP server (not available yet).
+        OpenAI-compatible HTTP server and the web chat (needs pip install 'pygemma[server]').
+        Endpoints: POST /v1/chat/completions, POST /v1/completions (streaming with
+        "stream": true, server-sent events ending with data: [DONE]), GET /v1/models,
+        GET /health, POST /tokenize {"content"}, POST /detokenize {"tokens"}; the web chat at
+        /.  -np N slots decode together (continuous batching), each with its own KV cache of
+        -c tokens over one copy of the weights; a request reuses the slot whose cache shares
+        the longest prefix with its prompt.  Requests beyond the slots wait in a queue of
+        --queue-size; past that the server answers 503 with Retry-After.  Errors use
+        OpenAI's shape {"error": {"message", "type", "param", "code"}}.  One line per request
+        on stderr (method, path, status, tokens, seconds) unless --log-disable.  Ctrl-C or
+        SIGTERM shuts it down gracefully.
 
 OPTIONS
   Model
@@ -76,10 +90,49 @@ OPTIONS
                             penalties (off by default)
     -s, --seed N            random seed (-1: random)
   GPU
-    -ngl, --n-gpu-layers N  layers to offload to the GPU (999: all)
+    -ngl, --n-gpu-layers N  layers to offload to the GPU (999: all layers and the output head)
     --gpu auto|nvidia|amd|disable
-                            which GPU backend to use with -ngl
-    --recompile             rebuild the GPU module for this machine
+                            which GPU backend to use with -ngl.  auto (the default) uses
+                            an NVIDIA or AMD GPU if one works and otherwise warns once and
+                            runs on the CPU; naming nvidia or amd makes any failure (no
+                            compiler, no GPU, a compile error) a fatal error
+    --recompile             rebuild the GPU library for this machine even if a cached build
+                            exists.  Without -ngl: build it, print its path and exit
+                            (pygemma --recompile --gpu nvidia)
+    --nocompile             never compile: use the cached GPU library or fail (works
+                            without the compiler installed).  Without -ngl: print the
+                            cached library's path
+    --tinyblas              build with pygemma's own matrix multiplication instead of
+                            cuBLAS / hipBLAS (the default where their headers and
+                            libraries are installed)
+    --gpu-arch LIST         targets to compile for, comma-separated: sm_80,sm_90 (NVIDIA)
+                            or gfx90a,gfx1100 (AMD).  Default: the GPUs present, as
+                            nvidia-smi / rocminfo report them; needed to build on a machine
+                            without a GPU
+
+GPU BUILD
+    pygemma ships the sources of its GPU kernels.  The first run with -ngl (or
+    --recompile) compiles them on this machine with nvcc (CUDA) or hipcc (ROCm), found on
+    PATH, in $CUDA_PATH/bin or /usr/local/cuda/bin ($HIP_PATH/bin or /opt/rocm/bin), using
+    ninja (pip install ninja) with one progress line, into one shared library that later
+    runs reuse:
+        $XDG_CACHE_HOME/pygemma/VERSION/BACKEND-ARCH-TOOLKIT-HASH/libpygemma_gpu.so
+    (XDG_CACHE_HOME defaults to ~/.cache).  HASH covers the kernel sources and every
+    compiler flag, so editing a kernel or changing --gpu-arch / --tinyblas builds anew.
+    Builds are published by renaming a finished directory into place: concurrent first
+    runs compile once (the others wait) and an interrupted build leaves nothing broken.
+  Server
+    --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)
+    --port N                port (default 8080; when taken, the next free one is used and
+                            printed)
+    --nobrowser             do not open the web chat in a browser (--server opens it when a
+                            graphical browser is available)
+    --api-key KEY           require "Authorization: Bearer KEY" (all but /health and the web
+                            chat's files; the web chat asks for the key)
+    --api-key-file FILE     read the key from FILE
+    -np, --parallel N       parallel slots (default 1); -c is the context of each
+    --queue-size N          requests that may wait for a slot (default 64)
+    --body-limit BYTES      largest request body (default 8 MiB; larger ones get 413)
   Misc
     --log-disable           no loading messages or progress
     --version               print the version
@@ -93,8 +146,15 @@ EXAMPLES
         pygemma -m gemma-2-9b-it.Q6_K.gguf --chat -p "you are mosaic's godzilla"
     Complete a prompt once, greedily:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --cli -p "The capital of France is" -n 20 --temp 0
-    Offload every layer to an NVIDIA GPU, rebuilding the GPU module first:
+    Offload every layer to an NVIDIA GPU, rebuilding the GPU library first:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --recompile --gpu nvidia -ngl 999
+    Serve on the LAN with 4 slots and a key, then ask it from another shell:
+        pygemma -m gemma-2-9b-it.Q6_K.gguf --server --host 0.0.0.0 -np 4 --api-key s3cret
+        curl http://localhost:8080/v1/chat/completions -H "Content-Type: application/json" \\
+             -H "Authorization: Bearer s3cret" \\
+             -d '{"model": "gemma-9b-it", "messages": [{"role": "user", "content": "Say this is a test!"}], "temperature": 0.0}'
+    Build the GPU library for A100 and H100 cards on a machine without a GPU:
+        pygemma --recompile --gpu nvidia --gpu-arch sm_80,sm_90
     Inspect a file:
         pygemma info gemma-2-9b-it.Q6_K.gguf
 
@@ -102,9 +162,15 @@ ENVIRONMENT
     NO_COLOR         no colours in the chat
     PAGER            the pager for --help (default: less -R)
     PYGEMMA_CPU      force a CPU kernel tier: scalar, avx2, avx512 or neon
+    XDG_CACHE_HOME   where the GPU library cache lives (default ~/.cache)
+    CUDA_PATH, HIP_PATH
+                     toolkit roots searched for nvcc / hipcc after PATH
+    PYGEMMA_KERNELS_DIR
+                     compile the GPU kernels from this directory (kernel development)
 
 FILES
     ~/.pygemma_history   the chat's input history
+    ~/.cache/pygemma/    built GPU libraries (safe to delete)
 """
 
 

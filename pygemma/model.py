@@ -2,14 +2,15 @@
 import os
 import threading
 import time
-import warnings
-
-import numpy as np
+import weakref
 
 from . import errors
 from ._ffi import check, ffi, lib
 from .gguf_file import GGUFFile
-from .sampling import Sampler, SamplingParams, TextStream
+from .generation import Generation, GenerationStats  # noqa: F401  (GenerationStats re-exported)
+from .gpu.choose import apply_to_params as apply_gpu_params
+from .sampling import SamplingParams
+from .sequence import Sequence
 from .tokenizer import Tokenizer
 
 
@@ -20,27 +21,6 @@ def default_model_path():
     except ImportError:
         return None
     return assemble()
-
-
-class GenerationStats:
-    """Counters of the last generate() call (also used for /stats in the chatbot)."""
-
-    __slots__ = ("prompt_tokens", "cached_tokens", "completion_tokens", "prompt_seconds",
-                 "generation_seconds", "time_to_first_token", "finish_reason")
-
-    def __init__(self):
-        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
-        self.prompt_seconds = self.generation_seconds = self.time_to_first_token = 0.0
-        self.finish_reason = None
-
-    @property
-    def prompt_tokens_per_second(self):
-        evaluated = self.prompt_tokens - self.cached_tokens
-        return evaluated / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
-
-    @property
-    def generation_tokens_per_second(self):
-        return self.completion_tokens / self.generation_seconds if self.generation_seconds > 0 else 0.0
 
 
 class _LoadProgress:
@@ -80,7 +60,8 @@ class Model:
     """
 
     def __init__(self, path=None, n_ctx=None, n_threads=None, n_gpu_layers=0, seed=None,
-                 n_batch=None, query_pre_attn_scalar=None, precise=False, progress=None):
+                 n_batch=None, query_pre_attn_scalar=None, precise=False, progress=None,
+                 gpu="auto", gpu_options=None):
         if path is None:
             path = default_model_path()
             if path is None:
@@ -90,16 +71,12 @@ class Model:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.seed = seed
-        self._model = self._ctx = None
-        if n_gpu_layers:
-            # The GPU backend (kernels/ compiled on demand) is not part of this build yet.
-            warnings.warn("GPU offload is not available in this build of pygemma; "
-                          "running on the CPU", RuntimeWarning, stacklevel=2)
-            n_gpu_layers = 0
+        self._model = self._seq = None
         mp = ffi.new("pg_model_params *")
         lib.pg_model_params_init(mp)
         mp.query_pre_attn_scalar = float(query_pre_attn_scalar or 0)
-        mp.n_gpu_layers = int(n_gpu_layers or 0)
+        # n_gpu_layers and the GPU library (built on first use; see pygemma/gpu); kept alive to the load
+        gpu_path = apply_gpu_params(mp, n_gpu_layers, gpu, gpu_options)  # noqa: F841
         out = ffi.new("pg_model **")
         with _LoadProgress(progress) as cb:
             if cb.c_callback is not None:
@@ -108,27 +85,20 @@ class Model:
             cb.reraise()
         check(status, None if status == lib.PG_ERR_CANCELLED else errors.GGUFError)
         self._model = out[0]
-        cp = ffi.new("pg_context_params *")
-        lib.pg_context_params_init(cp)
         if n_ctx is not None and int(n_ctx) <= 0:
             self.close()
             raise ValueError(f"n_ctx must be positive, got {n_ctx}")
-        cp.n_ctx = int(n_ctx or 0)
-        cp.n_threads = int(n_threads or 0)
-        cp.n_batch = int(n_batch or 0)
-        cp.precise = 1 if precise else 0
-        cout = ffi.new("pg_context **")
+        self._ctx_args = {"n_ctx": n_ctx, "n_threads": n_threads, "n_batch": n_batch, "precise": precise}
+        self._sequences = weakref.WeakSet()     # every Sequence over these weights
+        self.n_vocab = lib.pg_model_n_vocab(self._model)
         try:
-            check(lib.pg_context_create(self._model, cp, cout))
+            self._seq = Sequence(self)              # the default sequence of the methods below
         except Exception:
             self.close()
             raise
-        self._ctx = cout[0]
-        self.n_vocab = lib.pg_model_n_vocab(self._model)
-        self.n_ctx = lib.pg_context_n_ctx(self._ctx)
+        self.n_ctx = self._seq.n_ctx
         self.tokenizer = Tokenizer.from_model(self)
         self._gguf = None
-        self._tokens = []          # mirror of the tokens in the KV cache
         self._lock = threading.RLock()
         self.last_stats = GenerationStats()
         self.eog_ids = self._end_of_generation_ids()
@@ -136,9 +106,9 @@ class Model:
     # ---- lifecycle ----------------------------------------------------------------
     def close(self):
         self.tokenizer = None           # its handle belongs to the C model freed below
-        if getattr(self, "_ctx", None) is not None:
-            lib.pg_context_free(self._ctx)
-            self._ctx = None
+        for seq in list(getattr(self, "_sequences", ())):   # contexts before the weights they use
+            seq.close()
+        self._seq = None
         if getattr(self, "_model", None) is not None:
             lib.pg_model_free(self._model)
             self._model = None
@@ -156,7 +126,7 @@ class Model:
         self.close()
 
     def _live(self):
-        if self._ctx is None:
+        if self._seq is None:
             raise errors.ModelStateError("the model is closed")
 
     # ---- description --------------------------------------------------------------
@@ -201,35 +171,43 @@ class Model:
         self._live()
         return self.tokenizer.decode(ids, special=special)
 
-    # ---- evaluation -------------------------------------------------------------------
+    # ---- sequences ----------------------------------------------------------------------
+    def new_sequence(self, n_ctx=None, n_threads=None, n_batch=None):
+        """Another KV cache over these weights (defaults: this model's settings); closed with
+        the model.  See pygemma/sequence.py."""
+        self._live()
+        return Sequence(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+
+    def piece_bytes(self, token):
+        return self.tokenizer.piece_bytes(token)
+
+    def new_generation(self, seq, params, stats=None, logprobs=None, constraint=None):
+        """Step-wise sampling state for `seq`, whose prompt is evaluated (pygemma/generation.py)."""
+        return Generation(params, self.n_vocab, seq._tokens, seq.n_ctx, self.eog_ids,
+                          self.tokenizer.piece_bytes, stats, logprobs, constraint)
+
+    # ---- evaluation (on the default sequence) -------------------------------------------
     @property
     def n_past(self):
         self._live()
-        return lib.pg_context_n_past(self._ctx)
+        return self._seq.n_past
 
     @property
     def tokens(self):
         """The tokens currently in the KV cache."""
-        return list(self._tokens)
+        self._live()
+        return self._seq.tokens
 
     def reset(self):
         self._live()
-        check(lib.pg_context_rewind(self._ctx, 0))
-        self._tokens = []
+        self._seq.reset()
 
     def rewind(self, n_past):
         """Keep only the first n_past cached tokens (re-evaluates if the
         sliding-window cache cannot go back that far)."""
         self._live()
-        if not 0 <= n_past <= len(self._tokens):
-            raise ValueError(f"cannot rewind to {n_past}: {len(self._tokens)} tokens are cached")
-        if lib.pg_context_rewind(self._ctx, n_past) == lib.PG_OK:
-            del self._tokens[n_past:]
-            return
-        keep = self._tokens[:n_past]
-        self.reset()
-        if keep:
-            self._eval(keep)
+        with self._lock:
+            self._seq.rewind(n_past)
 
     def drop(self, start, end):
         """Remove the cached tokens [start, end) and shift the later ones down in the KV
@@ -237,103 +215,28 @@ class Model:
         changes nothing, when the sliding-window cache cannot do it (the caller may then
         rewind and re-evaluate)."""
         self._live()
-        if not 0 <= start <= end <= len(self._tokens):
-            raise ValueError(f"cannot drop tokens [{start}, {end}): {len(self._tokens)} tokens are cached")
         with self._lock:
-            status = lib.pg_context_shift(self._ctx, start, end)
-            if status == lib.PG_ERR_STATE:
-                return False
-            check(status)
-            del self._tokens[start:end]
-        return True
-
-    def _eval(self, ids, all_logits=None):
-        arr = np.ascontiguousarray(ids, dtype=np.int32)
-        out = ffi.NULL if all_logits is None else ffi.cast("float *", all_logits.ctypes.data)
-        ptr = ffi.cast("int32_t *", arr.ctypes.data)
-        if len(arr) == 1:
-            status = lib.pg_eval(self._ctx, ptr, 1, out)
-        else:
-            status = self._eval_interruptible(ptr, len(arr), out)
-        # Cancelled or failed evals may have stored some chunks: resync with C.
-        n_done = lib.pg_context_n_past(self._ctx) - len(self._tokens)
-        self._tokens.extend(int(t) for t in arr[:n_done])
-        check(status)
-
-    def _eval_interruptible(self, ptr, n, out):
-        """Run a long eval on a helper thread so Ctrl-C can cancel it."""
-        result = []
-        worker = threading.Thread(target=lambda: result.append(lib.pg_eval(self._ctx, ptr, n, out)),
-                                  daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.05)
-        except KeyboardInterrupt:
-            lib.pg_context_cancel(self._ctx)
-            worker.join()
-            raise
-        return result[0]
-
-    def _check_fits(self, n_new):
-        if len(self._tokens) + n_new > self.n_ctx:
-            raise errors.ContextFullError(
-                f"context full: {len(self._tokens)} cached + {n_new} new tokens exceed n_ctx = {self.n_ctx}")
+            return self._seq.drop(start, end)
 
     def eval(self, ids):
         """Append `ids` after the cached tokens; return the last one's logits (float32, n_vocab)."""
         self._live()
-        ids = self._checked_ids(ids)
-        self._check_fits(len(ids))
         with self._lock:
-            self._eval(ids)
-            return self._last_logits().copy()
+            return self._seq.eval(ids)
 
     def logits(self, ids):
         """Logits of every token of `ids`, evaluated from an empty cache: shape (len(ids), n_vocab)."""
         self._live()
-        ids = self._checked_ids(ids)
-        if len(ids) > self.n_ctx:
-            raise errors.ContextFullError(f"{len(ids)} tokens exceed n_ctx = {self.n_ctx}")
         with self._lock:
-            self.reset()
-            out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
-            self._eval(ids, out)
-            return out
-
-    def _last_logits(self):
-        ptr = lib.pg_context_logits(self._ctx)
-        if ptr == ffi.NULL:
-            raise errors.ModelStateError("no logits: evaluate at least one token first")
-        return np.frombuffer(ffi.buffer(ptr, 4 * self.n_vocab), dtype=np.float32)
-
-    def _checked_ids(self, ids):
-        ids = [int(t) for t in ids]
-        if not ids:
-            raise ValueError("no tokens given")
-        bad = [t for t in ids if not 0 <= t < self.n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of range [0, {self.n_vocab})")
-        return ids
+            return self._seq.logits(ids)
 
     def prefill(self, ids):
         """Make the cache hold exactly `ids`, reusing the longest cached prefix,
         and leave the logits of the last token ready.  Returns how many tokens
         were reused."""
         self._live()
-        ids = self._checked_ids(ids)
-        if len(ids) > self.n_ctx:
-            raise errors.ContextFullError(
-                f"prompt of {len(ids)} tokens does not fit in the context of {self.n_ctx} tokens")
-        common = 0
-        for a, b in zip(self._tokens, ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)       # the last token must run to give logits
-        self.rewind(common)
-        self._eval(ids[common:])
-        return common
+        with self._lock:
+            return self._seq.prefill(ids)
 
     # ---- generation ------------------------------------------------------------------
     def generate(self, prompt, params=None, *, add_bos=True, special=False, **overrides):
@@ -354,45 +257,23 @@ class Model:
     def _generate(self, ids, params):
         stats = self.last_stats = GenerationStats()
         stats.prompt_tokens = len(ids)
+        seq = self._seq
         with self._lock:
             t0 = time.perf_counter()
-            stats.cached_tokens = self.prefill(ids)
+            stats.cached_tokens = seq.prefill(ids)
             stats.prompt_seconds = time.perf_counter() - t0
-            sampler = Sampler(params, self.n_vocab)
-            for t in self._tokens[-params.penalty_last_n:] if params.penalty_last_n > 0 else ():
-                sampler.accept(t)
-            stream = TextStream(params.stop)
-            limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else self.n_ctx
-            t1 = time.perf_counter()
-            finish = "length"
+            gen = self.new_generation(seq, params, stats)
             try:
-                while stats.completion_tokens < limit:
-                    tok = sampler.sample(self._last_logits())
-                    if tok in self.eog_ids:
-                        finish = "stop"
-                        break
-                    stats.completion_tokens += 1
-                    sampler.accept(tok)
-                    text = stream.feed(self.tokenizer.piece_bytes(tok))
-                    if stats.completion_tokens == 1:
+                while not gen.done:
+                    step = gen.step(seq.last_logits())
+                    if stats.completion_tokens == 1 and step.token is not None:
                         stats.time_to_first_token = time.perf_counter() - t0
-                    if text:
-                        yield text
-                    if stream.stopped:
-                        finish = "stop"
-                        break
-                    if stats.completion_tokens >= limit:
-                        break
-                    if len(self._tokens) >= self.n_ctx:
-                        break                      # context full: finish as "length"
-                    self._eval([tok])
-                if not stream.stopped:
-                    tail = stream.flush()
-                    if tail:
-                        yield tail
+                    if step.text:
+                        yield step.text
+                    if not gen.done:
+                        seq.eval_one(step.token)
             finally:
-                stats.finish_reason = finish
-                stats.generation_seconds = time.perf_counter() - t1
+                gen.cancel("length" if gen.finish_reason is None else gen.finish_reason)
 
     def create_completion(self, prompt, params=None, *, stream=False, **overrides):
         """An OpenAI `text_completion` dict (an iterator of chunk dicts when stream=True)."""

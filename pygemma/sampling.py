@@ -156,6 +156,16 @@ class SamplingParams:
         "repeat_last_n": "penalty_last_n",
     }
 
+    # OpenAI's documented ranges: requests outside them are rejected, as api.openai.com does.
+    _OPENAI_RANGES = {
+        "temperature": (0.0, 2.0),
+        "top_p": (0.0, 1.0),
+        "presence_penalty": (-2.0, 2.0),
+        "frequency_penalty": (-2.0, 2.0),
+        "max_tokens": (1, None),
+        "max_completion_tokens": (1, None),
+    }
+
     @classmethod
     def from_openai(cls, request, base=None):
         """Parameters from an OpenAI (chat) completion request body.
@@ -187,6 +197,12 @@ class SamplingParams:
                         not isinstance(v, str) and not all(isinstance(s, str) for s in v)):
                     raise ValueError(f"{key} = {v!r}: must be a string or a list of strings")
                 v = tuple(s for s in ((v,) if isinstance(v, str) else v) if s)  # "" means none
+            lo, hi = cls._OPENAI_RANGES.get(key, (None, None))
+            if field == "max_tokens" and v == -1:
+                lo = None                       # llama.cpp's "no limit"
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                where = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"{key} = {v!r}: must be {where}")
             kw[field] = v
         try:
             return base.replace(**kw)

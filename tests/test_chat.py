@@ -139,8 +139,9 @@ def test_forget_shifts_the_cache(it_model):
         assert "<start_of_turn>user\nsecond question<end_of_turn>" in a.dump()
         before = len(m.tokens)
         evaluated = []
-        real_eval = m._eval
-        m._eval = lambda ids, *rest: (evaluated.append(len(ids)), real_eval(ids, *rest))[1]
+        seq = m._seq                                   # the model's default Sequence
+        real_eval = seq._eval
+        seq._eval = lambda ids, *rest, **kw: (evaluated.append(len(ids)), real_eval(ids, *rest, **kw))[1]
         cut = a.forget()
         assert cut > 0 and evaluated == []
         assert m.tokens == a.ids[:len(m.tokens)] and len(m.tokens) == before - cut
@@ -149,7 +150,7 @@ def test_forget_shifts_the_cache(it_model):
         "".join(a.reply())
         s = m.last_stats
         assert s.cached_tokens == before - cut
-        m._eval = real_eval
+        seq._eval = real_eval
     with pygemma.Model(it_model, n_ctx=512) as m:
         b = Conversation(m, ChatTemplate.for_model(m), "sys", params)
         b.add_user(kept.user)
