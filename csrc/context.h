@@ -41,6 +41,9 @@ struct pg_context {
     float *logits;             /* (n_vocab) logits of the last evaluated token */
     int has_logits;
 
+    struct pg_gpu_seq *gpu_seq;    /* the device part (model_gpu.c), NULL when CPU only */
+    int32_t *argmax_out;       /* set by pg_eval_argmax for its last chunk: greedy token wanted */
+
     float *trace_hidden;       /* (n_layer, n, D) residual after each layer, or NULL */
     volatile int cancel;       /* set from another thread to stop an eval */
 };
@@ -58,5 +61,12 @@ pg_status pg_forward_chunk(struct pg_context *ctx, const int32_t *tokens, int32_
  * is pg_forward_chunk.  Does not advance any n_past. */
 pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs, const int32_t *tokens,
                           int32_t n, float *logits_out);
+
+/* model_gpu.c: the device side of a context, and running the offloaded layers of a chunk
+ * whose residual is in ctx->x.  *head_done = 1 when the device also produced the output
+ * (logits into logits_out / ctx->logits, or only ctx->argmax_out). */
+pg_status pg_context_gpu_attach(struct pg_context *ctx);
+void pg_context_gpu_detach(struct pg_context *ctx);
+pg_status pg_forward_gpu(struct pg_context *ctx, int32_t n, float *logits_out, int *head_done);
 
 #endif

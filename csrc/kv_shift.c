@@ -78,6 +78,9 @@ PG_API pg_status pg_context_shift(pg_context *ctx, int64_t p0, int64_t p1) {
         return pg_fail(PG_ERR_ARG, "cannot drop positions [%lld, %lld): the cache holds %lld tokens",
                        (long long)p0, (long long)p1, (long long)ctx->n_past);
     if (p0 == p1) return PG_OK;
+    if (ctx->gpu_seq)   /* PG_ERR_STATE: the caller re-evaluates instead, as for a ring that lost keys */
+        return pg_fail(PG_ERR_STATE, "cannot drop positions [%lld, %lld): the offloaded layers' KV cache is on the "
+                       "GPU, which does not shift it", (long long)p0, (long long)p1);
     const pg_config *c = &ctx->model->cfg;
     const int64_t d = p1 - p0, n_new = ctx->n_past - d;
 

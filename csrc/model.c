@@ -323,11 +323,20 @@ pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs
         if (seq->ring_len > 0) seq->ring_pos[pos % seq->ring_len] = pos;
     }
 
-    for (int l = 0; l < c->n_layer; l++) {
+    /* Layers [0, n_cpu) here; the rest, if offloaded, on the GPU (model_gpu.c). */
+    const int n_cpu = c->n_layer - (ctx->gpu_seq ? ctx->model->n_gpu_layers : 0);
+    for (int l = 0; l < n_cpu; l++) {
         if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
         PG_TRY(layer_forward(ctx, seqs, l, n));
         if (ctx->trace_hidden && !seqs)
             memcpy(ctx->trace_hidden + (int64_t)l * n * D, ctx->x, sizeof(float) * (size_t)n * D);
+    }
+    if (ctx->gpu_seq) {
+        if (seqs) return pg_fail(PG_ERR_ARG, "several sequences in one pass with GPU offload");   /* see pg_eval_batch */
+        if (ctx->cancel) return pg_fail(PG_ERR_CANCELLED, "evaluation cancelled");
+        int head_done;
+        PG_TRY(pg_forward_gpu(ctx, n, logits_out, &head_done));
+        if (head_done) return PG_OK;
     }
 
     /* Output head: all tokens' logits into the caller's buffer, or only the last one's. */

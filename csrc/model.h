@@ -76,10 +76,22 @@ struct pg_model {
     pg_weights w;
     struct pg_tokenizer *tok;
     char arch_name[32];
+
+    /* GPU offload (model_gpu.c): all zero when the model runs on the CPU only. */
+    const struct pg_backend *gpu;
+    struct pg_gpu_model *gpu_model;
+    int32_t n_gpu_layers;          /* layers [n_layer - n_gpu_layers, n_layer) run on the device */
+    int32_t gpu_output;            /* the output norm and head run on the device */
+    uint64_t gpu_bytes;            /* device bytes of the weights */
+    char gpu_info[384];            /* pg_model_gpu_info() */
 };
 
 /* model_load.c */
 pg_status pg_config_from_gguf(const struct pg_gguf *g, float query_pre_attn_scalar, pg_config *cfg);
 pg_status pg_weights_from_gguf(const struct pg_gguf *g, const pg_config *cfg, pg_weights *w);
+
+/* model_gpu.c */
+pg_status pg_model_gpu_attach(struct pg_model *m, const char *library, int32_t n_gpu_layers);
+void pg_model_gpu_detach(struct pg_model *m);
 
 #endif

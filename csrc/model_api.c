@@ -58,6 +58,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
         st = pg_fail(PG_ERR_FORMAT, "tokenizer has %lld tokens but token_embd.weight only %d rows",
                      (long long)pg_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
     if (st == PG_OK && p->progress) st = read_in_weights(m->gguf, p->progress, p->progress_user);
+    if (st == PG_OK) st = pg_model_gpu_attach(m, p->gpu_library, p->n_gpu_layers);
     if (st != PG_OK) {
         pg_model_free(m);
         return st;
@@ -68,6 +69,7 @@ PG_API pg_status pg_model_load(const char *path, const pg_model_params *p, pg_mo
 
 PG_API void pg_model_free(pg_model *m) {
     if (!m) return;
+    pg_model_gpu_detach(m);
     pg_tokenizer_free(m->tok);
     free(m->w.vector_copies);
     pg_gguf_close(m->gguf);
@@ -145,6 +147,7 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
         if (c->is_sliding[l] && (int64_t)c->sliding_window + B < n_ctx) cl = c->sliding_window + (int32_t)B;
         if (c->is_sliding[l]) ctx->ring_len = cl;
         ctx->cache_len[l] = cl;
+        if (l >= c->n_layer - m->n_gpu_layers) continue;   /* kept on the GPU */
         size_t bytes = ctx->kv_elem * (size_t)kvd * (size_t)cl;
         ctx->k_cache[l] = pg_malloc_aligned(bytes);
         ctx->v_cache[l] = pg_malloc_aligned(bytes);
@@ -176,12 +179,18 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
     }
     inv_freq_init(ctx->inv_freq_local, (int)hd, c->rope_base_local, ctx->precise);
     inv_freq_init(ctx->inv_freq_global, (int)hd, c->rope_base_global, ctx->precise);
+    st = pg_context_gpu_attach(ctx);
+    if (st != PG_OK) {
+        pg_context_free(ctx);
+        return st;
+    }
     *out = ctx;
     return PG_OK;
 }
 
 PG_API void pg_context_free(pg_context *ctx) {
     if (!ctx) return;
+    pg_context_gpu_detach(ctx);
     for (int l = 0; l < PG_MAX_LAYERS; l++) {
         pg_free_aligned(ctx->k_cache[l]);
         pg_free_aligned(ctx->v_cache[l]);
@@ -283,6 +292,12 @@ PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, i
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
             return pg_fail(PG_ERR_ARG, "token id %d of sequence %d is out of range [0, %d)", tokens[i], i, n_vocab);
     }
+    /* Offloaded layers keep one KV cache per context on the device: one pass per sequence. */
+    for (int32_t i = 0; i < n_seq; i++)
+        if (ctxs[i]->gpu_seq) {
+            for (int32_t k = 0; k < n_seq; k++) PG_TRY(pg_eval(ctxs[k], tokens + k, 1, NULL));
+            return PG_OK;
+        }
     float *logits = pg_malloc_aligned(sizeof(float) * (size_t)n_seq * (size_t)n_vocab); /* (n_seq, n_vocab) */
     if (!logits) return pg_fail(PG_ERR_NOMEM, "out of memory for %d sequences' logits", n_seq);
     act->cancel = 0;

@@ -493,6 +493,7 @@ typedef int (*pg_progress_fn)(float fraction, void *user);
 typedef struct {
     float query_pre_attn_scalar;   /* > 0 overrides the value inferred from the metadata */
     int32_t n_gpu_layers;          /* layers to offload (GPU backend); 0 = CPU only */
+    const char *gpu_library;       /* GPU library (libpygemma_gpu.so) to offload with; NULL = CPU only */
     /* With a progress callback the weights are read in (page by page, reporting as it
      * goes) during the load; without one they are paged in lazily by the first evals. */
     pg_progress_fn progress;
@@ -560,6 +561,44 @@ PG_API void pg_context_trace_hidden(pg_context *c, float *hidden);
 PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, int32_t n_seq);
 /* Ask a running pg_eval (on another thread) to stop soon with PG_ERR_CANCELLED. */
 PG_API void pg_context_cancel(pg_context *c);
+/* CDEF END */
+
+/* ===================================================================== */
+/* GPU offload (backend.c, model_gpu.c; kernels/ for the library)        */
+/* ===================================================================== */
+
+/* CDEF BEGIN */
+
+/* A GPU library is built from kernels/ on the user's machine (pygemma --recompile) and
+ * loaded with dlopen by path.  pg_model_load() with params.gpu_library set and
+ * n_gpu_layers = N > 0 uploads the LAST min(N, n_layer) layers' weights (in their GGUF
+ * types) to the device, and the output norm and head too when N > n_layer (as llama.cpp's
+ * -ngl: 999 means everything); each context then keeps those layers' KV cache on the
+ * device.  The CPU embeds the tokens and runs the first layers, then hands the residual
+ * stream over.  Device out-of-memory is PG_ERR_NOMEM with a message suggesting a smaller
+ * -ngl; any other device failure PG_ERR_GPU.  With gpu_library NULL, n_gpu_layers is
+ * ignored (the model runs on the CPU). */
+
+/* Load `library` and describe device 0 into info (cap bytes, NUL-terminated), e.g.
+ * "NVIDIA H100 80GB HBM3 (79.2 GiB, 78.6 GiB free), compute 9.0, 132 SMs, cuda 13.0, cublas".
+ * PG_ERR_GPU when the library cannot be loaded, is not a pygemma GPU library, was built for
+ * another ABI version, or finds no device/driver (the message says which). */
+PG_API pg_status pg_gpu_probe(const char *library, char *info, size_t cap);
+/* "NVIDIA H100 80GB HBM3 (79.2 GiB), 26/26 layers + output on GPU"; "" when CPU only. */
+PG_API const char *pg_model_gpu_info(const pg_model *m);
+/* Layers on the device (0 when CPU only). */
+PG_API int32_t pg_model_n_gpu_layers(const pg_model *m);
+/* Device bytes of the offloaded weights, and of a context's device KV cache and buffers. */
+PG_API uint64_t pg_model_gpu_bytes(const pg_model *m);
+PG_API uint64_t pg_context_gpu_bytes(const pg_context *c);
+/* Like pg_eval, then *token_out = the greedy token (argmax of the last token's logits,
+ * lowest id on ties, NaN counted as -inf).  When the output head is on the device only the
+ * token comes back, and pg_context_logits() is NULL until the next pg_eval. */
+PG_API pg_status pg_eval_argmax(pg_context *c, const int32_t *tokens, int64_t n, int32_t *token_out);
+/* Test hook: set a process-wide option of a loaded GPU library ("tinyblas" 1: prompt chunks
+ * use tinyBLAS even where cuBLAS is linked; "graphs" 0: no decode graph capture). */
+PG_API pg_status pg_gpu_set_option(const char *library, const char *name, int64_t value);
+
 /* CDEF END */
 
 #ifdef __cplusplus
