@@ -5,6 +5,7 @@ import time
 import weakref
 
 from . import errors
+from ._closing import Closing
 from ._ffi import check, ffi, lib
 from .gguf_file import GGUFFile
 from .generation import Generation, GenerationStats  # noqa: F401  (GenerationStats re-exported)
@@ -44,14 +45,8 @@ class _LoadProgress:
         if self.error is not None:
             raise self.error
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.c_callback = None
-
-
-class Model:
+class Model(Closing):
     """A Gemma 2 / Gemma 3 model loaded from a .gguf or .llamafile.
 
     The KV cache holds one sequence: `eval` appends tokens to it, `reset`
@@ -78,11 +73,11 @@ class Model:
         # n_gpu_layers and the GPU library (built on first use; see pygemma/gpu); kept alive to the load
         gpu_path = apply_gpu_params(mp, n_gpu_layers, gpu, gpu_options)  # noqa: F841
         out = ffi.new("pg_model **")
-        with _LoadProgress(progress) as cb:
-            if cb.c_callback is not None:
-                mp.progress = cb.c_callback
-            status = lib.pg_model_load(self.path.encode(), mp, out)
-            cb.reraise()
+        cb = _LoadProgress(progress)           # keeps the C callback alive during the load
+        if cb.c_callback is not None:
+            mp.progress = cb.c_callback
+        status = lib.pg_model_load(self.path.encode(), mp, out)
+        cb.reraise()
         check(status, None if status == lib.PG_ERR_CANCELLED else errors.GGUFError)
         self._model = out[0]
         if n_ctx is not None and int(n_ctx) <= 0:
@@ -115,15 +110,6 @@ class Model:
         if getattr(self, "_gguf", None) is not None:
             self._gguf.close()
             self._gguf = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _live(self):
         if self._seq is None:

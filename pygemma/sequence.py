@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 from . import errors
+from ._closing import Closing
 from ._ffi import check, ffi, lib
 
 # Batched decode: one pass over the weights for n sequences' next tokens.  Older cores without
@@ -56,7 +57,7 @@ def _eval_batch(seqs, tokens):
     check(status)
 
 
-class Sequence:
+class Sequence(Closing):
     """A KV cache over `model`'s weights; n_ctx etc. default to the model's own settings."""
 
     def __init__(self, model, n_ctx=None, n_threads=None, n_batch=None, precise=None):
@@ -86,15 +87,6 @@ class Sequence:
         if getattr(self, "_ctx", None) is not None:
             lib.pg_context_free(self._ctx)
             self._ctx = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _live(self):
         if self._ctx is None:

@@ -26,11 +26,8 @@ PROMPT = r">>>"
 
 
 @pytest.fixture(scope="module")
-def base_model():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    return str(path)
+def base_model(model_path):
+    return model_path
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,6 @@ def run(*args, timeout=300):
                           timeout=timeout, env=env, cwd=ROOT)
 
 
-@pytest.fixture(scope="module")
-def model_path():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    return str(path)
-
-
 def test_cli_greedy_completion_matches_api(model_path):
     r = run("-m", model_path, "--cli", "-p", "The capital of France is", "-n", "12", "--temp", "0",
             "--log-disable", "-c", "128")

@@ -18,11 +18,8 @@ from server_util import live_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def base_path():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    return str(path)
+def base_path(model_path):
+    return model_path
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,11 @@ import sys
 
 import pytest
 
-import pygemma
-
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def model_path():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    return str(path)
 
 
 def _start(*args):

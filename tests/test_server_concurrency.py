@@ -8,21 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import pygemma
-
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from server_util import live_server  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model_path():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    return str(path)
 
 
 WORDS = ("river mountain kitchen violin rocket garden winter ocean forest engine castle "

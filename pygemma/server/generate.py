@@ -40,16 +40,23 @@ async def _collect(state, job, receive):
     return "".join(texts), finish, lps
 
 
-async def chat_completions(state, request):
-    req, job = await _start(state, request, lambda body: validate.chat_request(
-        body, state.prompts, state.scheduler.n_ctx, state.defaults))
-    cid, created, name = fmt.new_id("chatcmpl"), int(time.time()), state.model_id
+async def _respond(state, request, parse, id_prefix, chunks, logprobs_shape, response_shape):
+    """Validate and submit the request, then stream its chunks or answer with the whole
+    response: the plan both endpoints share, with their own shapes."""
+    req, job = await _start(state, request, parse)
+    cid, created, name = fmt.new_id(id_prefix), int(time.time()), state.model_id
     piece = state.model.piece_bytes
     if req.stream:
-        return SSEResponse(state.scheduler, job, _chat_chunks(req, job, cid, created, name, piece))
+        return SSEResponse(state.scheduler, job, chunks(req, job, cid, created, name, piece))
     text, finish, lps = await _collect(state, job, request.receive)
-    logprobs = fmt.chat_logprobs(lps, piece) if req.logprobs is not None else None
-    return JSONResponse(fmt.chat_completion(cid, created, name, text, finish, job.stats, logprobs))
+    logprobs = logprobs_shape(lps, piece) if req.logprobs is not None else None
+    return JSONResponse(response_shape(cid, created, name, text, finish, job.stats, logprobs))
+
+
+async def chat_completions(state, request):
+    return await _respond(state, request, lambda body: validate.chat_request(
+        body, state.prompts, state.scheduler.n_ctx, state.defaults),
+        "chatcmpl", _chat_chunks, fmt.chat_logprobs, fmt.chat_completion)
 
 
 async def _chat_chunks(req, job, cid, created, name, piece):
@@ -81,15 +88,9 @@ async def _chat_chunks(req, job, cid, created, name, piece):
 
 
 async def completions(state, request):
-    req, job = await _start(state, request, lambda body: validate.completion_request(
-        body, state.model, state.scheduler.n_ctx, state.defaults))
-    cid, created, name = fmt.new_id("cmpl"), int(time.time()), state.model_id
-    piece = state.model.piece_bytes
-    if req.stream:
-        return SSEResponse(state.scheduler, job, _completion_chunks(req, job, cid, created, name, piece))
-    text, finish, lps = await _collect(state, job, request.receive)
-    logprobs = fmt.completion_logprobs(lps, piece) if req.logprobs is not None else None
-    return JSONResponse(fmt.text_completion(cid, created, name, text, finish, job.stats, logprobs))
+    return await _respond(state, request, lambda body: validate.completion_request(
+        body, state.model, state.scheduler.n_ctx, state.defaults),
+        "cmpl", _completion_chunks, fmt.completion_logprobs, fmt.text_completion)
 
 
 async def _completion_chunks(req, job, cid, created, name, piece):
