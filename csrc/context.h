@@ -39,6 +39,9 @@ struct pg_context {
     float *up;                 /* (B, F) */
     float *scores;             /* (n_threads, n_ctx) per-thread attention scores */
     float *logits;             /* (n_vocab) logits of the last evaluated token */
+    float *batch_logits;       /* (batch_logits_rows, n_vocab) pg_eval_batch's output when this
+                                  context leads the batch; grown on demand, kept for the next step */
+    int32_t batch_logits_rows;
     int has_logits;
 
     struct pg_gpu_seq *gpu_seq;    /* the device part (model_gpu.c), NULL when CPU only */

@@ -197,7 +197,7 @@ PG_API void pg_context_free(pg_context *ctx) {
     }
     free(ctx->ring_pos);
     float *bufs[] = {ctx->inv_freq_local, ctx->inv_freq_global, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v,
-                     ctx->att, ctx->o, ctx->gate, ctx->up, ctx->scores, ctx->logits};
+                     ctx->att, ctx->o, ctx->gate, ctx->up, ctx->scores, ctx->logits, ctx->batch_logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pg_free_aligned(bufs[i]);
     pg_pool_free(ctx->pool);
     free(ctx);
@@ -298,8 +298,14 @@ PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, i
             for (int32_t k = 0; k < n_seq; k++) PG_TRY(pg_eval(ctxs[k], tokens + k, 1, NULL));
             return PG_OK;
         }
-    float *logits = pg_malloc_aligned(sizeof(float) * (size_t)n_seq * (size_t)n_vocab); /* (n_seq, n_vocab) */
-    if (!logits) return pg_fail(PG_ERR_NOMEM, "out of memory for %d sequences' logits", n_seq);
+    if (act->batch_logits_rows < n_seq) {      /* every decode step reuses it: no per-step allocation */
+        float *grown = pg_malloc_aligned(sizeof(float) * (size_t)n_seq * (size_t)n_vocab);
+        if (!grown) return pg_fail(PG_ERR_NOMEM, "out of memory for %d sequences' logits", n_seq);
+        pg_free_aligned(act->batch_logits);
+        act->batch_logits = grown;
+        act->batch_logits_rows = n_seq;
+    }
+    float *logits = act->batch_logits;         /* (n_seq, n_vocab) */
     act->cancel = 0;
     pg_status st = pg_forward_rows(act, ctxs, tokens, n_seq, logits);
     for (int32_t i = 0; i < n_seq; i++) {
@@ -309,6 +315,5 @@ PG_API pg_status pg_eval_batch(pg_context *const *ctxs, const int32_t *tokens, i
         memcpy(c->logits, logits + (size_t)i * n_vocab, sizeof(float) * (size_t)n_vocab);
         c->n_past += 1;
     }
-    pg_free_aligned(logits);
     return st;
 }

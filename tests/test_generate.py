@@ -6,11 +6,8 @@ import pygemma
 
 
 @pytest.fixture(scope="module")
-def model():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    with pygemma.Model(path, n_ctx=256, n_threads=2) as m:
+def model(model_path):
+    with pygemma.Model(model_path, n_ctx=256, n_threads=2) as m:
         yield m
 
 

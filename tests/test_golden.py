@@ -28,11 +28,8 @@ def load(name):
 
 
 @pytest.fixture(scope="module")
-def model():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    with pygemma.Model(path, n_ctx=512, n_threads=2) as m:
+def model(model_path):
+    with pygemma.Model(model_path, n_ctx=512, n_threads=2) as m:
         yield m
 
 

@@ -9,11 +9,8 @@ from pygemma.sequence import eval_batch
 
 
 @pytest.fixture(scope="module")
-def model():
-    path = pygemma.model.default_model_path()
-    if path is None:
-        pytest.skip("default model package not installed")
-    with pygemma.Model(path, n_ctx=128, n_threads=2) as m:
+def model(model_path):
+    with pygemma.Model(model_path, n_ctx=128, n_threads=2) as m:
         yield m
 
 
