@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from ..errors import GPUError
+from .toolkit import compiler_env
 
 OVERLAY = "devlibs"       # relative to the build directory (ninja runs there)
 
@@ -49,7 +50,8 @@ def missing_targets(root, archs):
 
 def _clang(compiler):
     """The clang that hipcc drives (from `hipcc --version`)."""
-    text = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    text = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                          env=compiler_env("hip")).stdout
     major = re.search(r"clang version (\d+)", text)
     installed = re.search(r"InstalledDir:\s*(\S+)", text)
     candidates = [f"/usr/lib/llvm-{major.group(1)}/bin/clang"] if major else []

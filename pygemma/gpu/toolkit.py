@@ -20,6 +20,14 @@ COMPILERS = {
     "hip": ("hipcc", ("HIP_PATH", "ROCM_PATH"), ["/opt/rocm/bin"]),
 }
 VENDOR = {"cuda": "NVIDIA (CUDA)", "hip": "AMD (ROCm/HIP)"}
+# Environment every run of the compiler gets: hipcc guesses its platform and picks NVIDIA's
+# (it drives nvcc) whenever nvcc is on PATH; we always build for AMD with it.
+COMPILER_ENV = {"cuda": {}, "hip": {"HIP_PLATFORM": "amd"}}
+
+
+def compiler_env(backend):
+    """os.environ plus what the backend's compiler must see (see COMPILER_ENV)."""
+    return dict(os.environ, **COMPILER_ENV[backend])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +63,8 @@ def find_compiler(backend, fallback_dirs=None):
 def compiler_version(backend, compiler):
     """The toolkit version the compiler reports (`nvcc --version`, `hipcc --version`)."""
     try:
-        r = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60,
+                           env=compiler_env(backend))
     except (OSError, subprocess.TimeoutExpired) as e:
         raise GPUError(f"{compiler} --version failed: {e}") from None
     text = r.stdout + r.stderr
