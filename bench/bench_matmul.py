@@ -103,9 +103,12 @@ class Ours:
 class GGML:
     """mul_mat through llama.cpp's bundled ggml (ctypes), with its own thread pool."""
 
-    def __init__(self, threads):
-        import llama_cpp
-        d = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    def __init__(self, threads, lib_dir=None):
+        if lib_dir:
+            d = lib_dir
+        else:
+            import llama_cpp
+            d = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
         self.base = ctypes.CDLL(os.path.join(d, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
         self.cpu = ctypes.CDLL(os.path.join(d, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
         C = ctypes
@@ -185,6 +188,9 @@ def main():
     ap.add_argument("--types", default="Q4_0,Q8_0,Q4_K,Q6_K,Q5_0,F16,BF16,F32")
     ap.add_argument("--ntok", type=int, default=512)
     ap.add_argument("--no-ggml", action="store_true")
+    ap.add_argument("--ggml-dir", default=os.environ.get("PYGEMMA_BENCH_GGML_DIR"),
+                    help="directory of another build's libggml-base.so / libggml-cpu.so (e.g. an AVX2-only "
+                         "llama-cpp-python in its own venv: .../site-packages/llama_cpp/lib)")
     ap.add_argument("--quick", action="store_true", help="one shape, fewer repetitions")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -193,7 +199,7 @@ def main():
     ggml = None
     if not args.no_ggml:
         try:
-            ggml = GGML(args.threads)
+            ggml = GGML(args.threads, args.ggml_dir)
         except Exception as e:  # noqa: BLE001 -- optional comparison
             print(f"(ggml comparison off: {e})")
     print(f"kernels: {ffi.string(lib.pg_kernels_name()).decode()}, threads: {args.threads}, LLC {llc >> 20} MiB")

@@ -28,7 +28,10 @@ def public_cdef(header_text):
 
 
 def compile_args():
-    args = ["-std=gnu11", "-pthread", "-fno-math-errno", "-fvisibility=hidden",
+    # -ffp-contract=off: a*b+c is never fused behind our back, so every float
+    # operation order written in the kernels (kernels.h, "canonical order") is
+    # the one that runs, whatever the compiler or target.
+    args = ["-std=gnu11", "-pthread", "-fno-math-errno", "-ffp-contract=off", "-fvisibility=hidden",
             "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-format-truncation"]
     if os.environ.get("PYGEMMA_DEBUG"):
         args += ["-O0", "-g"]

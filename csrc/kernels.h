@@ -16,10 +16,11 @@
  * each row 64-byte aligned (pg_act_row_bytes):
  *   PG_ACT_F32    float x[n]                          (F32, F16 weights: x used as is)
  *   PG_ACT_BF16   bf16 x[n], round to nearest even    (BF16 weights)
- *   PG_ACT_Q8_32  int8 qs[n] | float d[n/32] | float s[n/32]
+ *   PG_ACT_Q8_32  int8 qs[n] | float d[n/32] | float s[n/32] | int16 qsum[n/32]
  *                 x ~ d[b] * qs, qs = rne(x * 127/amax), d = amax/127 rounded to F16
- *                 (as ggml's block_q8_0), s[b] = d[b] * sum(qs of b)
- *                 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights; s folds in the Q4_1/Q5_1 minimum)
+ *                 (as ggml's block_q8_0), qsum[b] = sum(qs of b), s[b] = d[b] * qsum[b]
+ *                 (exact); Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights; s folds in the Q4_1/Q5_1
+ *                 minimum, qsum the Q4_0/Q5_0 offset
  *   PG_ACT_Q8_256 int8 qs[n] | float d[n/256] | int16 bsums[n/16] | float dbs[n/16]
  *                 qs = rne(x * id), id = 127/amax, d = 1/id per block of 256 (as
  *                 ggml's Q8_K), bsums = sums of each 16 qs, dbs = d * bsums (the
@@ -60,6 +61,9 @@ static inline const float *pg_act_q8_d(const void *row, int64_t n) {
 static inline const float *pg_act_q8_s(const void *row, int64_t n) {      /* Q8_32 only */
     return pg_act_q8_d(row, n) + n / 32;
 }
+static inline const int16_t *pg_act_q8_qsum(const void *row, int64_t n) {  /* Q8_32 only */
+    return (const int16_t *)(pg_act_q8_s(row, n) + n / 32);
+}
 static inline const int16_t *pg_act_q8_bsums(const void *row, int64_t n) { /* Q8_256 only */
     return (const int16_t *)((const char *)row + n + 4 * (n / 256));
 }
@@ -71,7 +75,26 @@ static inline const float *pg_act_q8_dbs(const void *row, int64_t n) {     /* Q8
  * activation row. */
 typedef void (*pg_act_fn)(int64_t n, const float *x, void *row);
 
-/* The matmul kernel of one weight type, a tile of dot products:
+/* Canonical order (batch invariance).  For the quantized types every tier
+ * computes each output y = dot(weight row, activation row) with the same float
+ * operations, whatever the kernel path (mat-vec, small-batch tiles, panels),
+ * tile position, thread split or batch, so a token's logits never depend on
+ * the tokens evaluated with it.  Integer sums are exact in any order; the float
+ * part is one chain over the blocks b = 0, 1, ... in order, starting from +0:
+ *   32-blocks (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0), isum = sum w*q with w the signed
+ *   integer weight (u - 8 for Q4_0, u - 16 for Q5_0, u for Q4_1/Q5_1):
+ *     acc = fmaf((float)isum, d * dx, acc)
+ *     acc = fmaf(m, s, acc)                       (Q4_1, Q5_1 only)
+ *   K-quants, I = sum_g sc[g] * sum u*q and M = sum_g mn[g] * bsums[g] (see
+ *   pg_kscales below):
+ *     acc = fmaf((float)I, d * dx, acc)
+ *     acc = fmaf((float)M, (-dmin) * dx, acc)
+ * where d * dx and (-dmin) * dx are single float products.  The scalar
+ * reference writes this literally, so every SIMD tier equals it bit for bit.
+ * Float weights (F32 F16 BF16) are summed in each tier's own fixed order (lanes
+ * over k, then a fixed reduction), the same for every tile of that tier.
+ *
+ * The matmul kernel of one weight type, a tile of dot products:
  *   y[c * ldy + r] = dot(weight row r, activation row c)   for r < nr, c < nc
  *   w: (nr, n) weights, row stride ldw bytes
  *   x: (nc, n) activation rows in the type's format, row stride ldx bytes
@@ -134,6 +157,8 @@ int pg_kernels_fill_neon(pg_kernels *k, int dotprod);
 /* The quantized-type halves of the x86 tiers (kernels_*_quant.c). */
 void pg_avx512_fill_quant(pg_kernels *k, int vnni);
 void pg_avx2_fill_quant(pg_kernels *k);
+/* The panel paths for batches (kernels_*_panel.c). */
+void pg_avx2_fill_panel(pg_kernels *k);
 
 /* ---- dispatched vector helpers (the forward pass codes against these) ----
  * All lengths are element counts (any n >= 0); the results of the SIMD tiers

@@ -48,8 +48,9 @@ INLINE __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
 /* ---------------------------------------------------------------------- */
 
 enum { F_F32, F_F16, F_BF16 };
+/* 12 accumulators + 3 weight vectors + 1 activation vector = the 16 ymm */
 #define F_RM 3
-#define F_RN 3
+#define F_RN 4
 
 INLINE __m256 bf16x8(__m128i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)); }
 
@@ -122,6 +123,7 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
     int8_t *qs = row;                                  /* (n) */
     float *d = (float *)pg_act_q8_d(row, n);           /* (n/32) */
     float *s = d + n / 32;                             /* (n/32) */
+    int16_t *qsum = (int16_t *)(s + n / 32);           /* (n/32) */
     for (int64_t b = 0; b < n / 32; b++) {
         const float *xb = x + 32 * b;
         __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(_mm256_loadu_ps(xb)), abs8(_mm256_loadu_ps(xb + 8))),
@@ -130,6 +132,7 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
         int sum = q8x32(xb, _mm256_set1_ps(id), qs + 32 * b);
         d[b] = pg_act_round_scale(amax / 127.0f);
         s[b] = d[b] * (float)sum;
+        qsum[b] = (int16_t)sum;
     }
 }
 

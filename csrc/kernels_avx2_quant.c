@@ -1,19 +1,23 @@
-/* kernels_avx2_quant.c -- AVX2 matmul of the quantized types (dot form).
+/* kernels_avx2_quant.c -- AVX2 matmul of the quantized types, dot form: the
+ * mat-vec of decoding and batches too small for the panels
+ * (kernels_avx2_panel.c).
  *
- * RM weight rows x RN tokens per tile; weight blocks are unpacked in
- * registers from the GGUF rows (once per tile) into unsigned bytes in element
- * order, and multiplied with vpmaddubsw (u8 x s8 -> pairs of s16, which never
- * saturate here: weights < 64, or |w| <= 128 with the sign trick of Q8_0):
- *   32-blocks: one block per ymm; per (row, token, block):
- *     maddubs [- off * pair sums of the activations] -> madd -> cvt -> fma(d*dx);
- *     Q4_1/Q5_1 minimums m * s go to a scalar accumulator per output.
- *   K-quants: per 32 values, maddubs then madd with the 16-bit group scales
- *     (exact int32 over the 256-block); per block one fma with d*dx and two
- *     with the minimums (-dmin*mn per 16 values, times dx*bsums). */
+ * A tile is 8 outputs, R weight rows x C tokens (8x1, 4x2 or 2x4); lane
+ * o = i + R*j of its vectors is output (row i, token j).  Per block, each
+ * output's integer dot product is built in a ymm of 8 int32 partial sums
+ * (vpmaddubsw on the unpacked weights, vpmaddwd), the 8 ymm are reduced to one
+ * (lane o = output o's exact block sum) and the float part runs once for all 8
+ * outputs in the canonical order of kernels.h:
+ *   32-blocks: isum (- off * qsum); acc = fma(isum, d*dx, acc) [+ fma(m, s)]
+ *   K-quants:  I = sum sc*dot, M = sum mn*bsums (per 32 values vpmaddubsw then
+ *              vpmaddwd with the 16-bit group scales);
+ *              acc = fma(I, d*dx, acc); acc = fma(M, -dmin*dx, acc)
+ * so every output equals the scalar reference and the panel path bit for bit.
+ * Rows or tokens missing at the edges of a chunk repeat the last one; their
+ * lanes are computed and dropped. */
 #include "kernels.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
@@ -24,329 +28,197 @@
 #define UNROLL _Pragma("GCC unroll 16")
 #endif
 
-#define INLINE static inline __attribute__((always_inline))
+#include "kernels_avx2.h"
 
-/* Software prefetch distance for weight rows (see kernels_avx512_quant.c). */
-#define PF_BYTES 8192
+/* Software prefetch distance for weight rows: 8 rows stream at once, more
+ * than the hardware prefetcher follows on many cores. */
+#define PF_BYTES 4096
 
-INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+/* Lane o = v[o / R]: a per-token value spread over that token's R lanes. */
+INLINE __m256 by_token_ps(const int R, const int C, const float *v) {
+    if (C == 1) return _mm256_set1_ps(v[0]);
+    if (C == 2) return _mm256_blend_ps(_mm256_set1_ps(v[0]), _mm256_set1_ps(v[1]), 0xF0);
+    return _mm256_setr_ps(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]);   /* C == 4, R == 2 */
+}
+INLINE __m256i by_token_epi32(const int R, const int C, const int *v) {
+    if (C == 1) return _mm256_set1_epi32(v[0]);
+    if (C == 2) return _mm256_blend_epi32(_mm256_set1_epi32(v[0]), _mm256_set1_epi32(v[1]), 0xF0);
+    return _mm256_setr_epi32(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]);   /* C == 4, R == 2 */
+}
+/* Lane o = float of the f16 h[o % R]. */
+INLINE __m256 by_row_h(const int R, const pg_half *h) {
+    __m128i v;
+    if (R == 8) v = _mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
+    else if (R == 4) v = _mm_setr_epi16(h[0], h[1], h[2], h[3], h[0], h[1], h[2], h[3]);
+    else v = _mm_setr_epi16(h[0], h[1], h[0], h[1], h[0], h[1], h[0], h[1]);
+    return _mm256_cvtph_ps(v);
+}
+INLINE __m256 by_row_ps(const int R, const float *f) {
+    if (R == 8) return _mm256_loadu_ps(f);
+    if (R == 4) return _mm256_setr_ps(f[0], f[1], f[2], f[3], f[0], f[1], f[2], f[3]);
+    return _mm256_setr_ps(f[0], f[1], f[0], f[1], f[0], f[1], f[0], f[1]);
 }
 
-INLINE float h2f(pg_half h) { return _cvtsh_ss(h); }
-
-/* 16 packed nibble bytes -> 32 values in element order [lo | hi] */
-INLINE __m256i nibbles(const uint8_t *qs) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
-}
-
-/* 0x10 in byte l where bit l of the 32-bit qh is set */
-INLINE __m256i qh_bits(const uint8_t *qh4) {
-    uint32_t h;
-    memcpy(&h, qh4, 4);
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);           /* byte l = qh byte l/8 */
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+INLINE void store_lanes(const int R, const int C, __m256 acc, float *y, int64_t ldy, int nr, int nc) {
+    float out[8];
+    _mm256_storeu_ps(out, acc);
+    for (int j = 0; j < C && j < nc; j++)
+        for (int i = 0; i < R && i < nr; i++) y[j * ldy + i] = out[i + R * j];
 }
 
 /* ====================================================================== */
 /* 32-blocks                                                              */
 /* ====================================================================== */
 
-enum { A_OFFSET, A_MIN, A_SIGNED };
-INLINE int a_kind(const int T) {
-    return T == PG_TYPE_Q4_1 || T == PG_TYPE_Q5_1 ? A_MIN : T == PG_TYPE_Q8_0 ? A_SIGNED : A_OFFSET;
-}
-INLINE int a_offset(const int T) { return T == PG_TYPE_Q4_0 ? 8 : 16; }
-INLINE size_t a_block_bytes(const int T) {
-    switch (T) {
-    case PG_TYPE_Q4_0: return sizeof(block_q4_0);
-    case PG_TYPE_Q4_1: return sizeof(block_q4_1);
-    case PG_TYPE_Q5_0: return sizeof(block_q5_0);
-    case PG_TYPE_Q5_1: return sizeof(block_q5_1);
-    default: return sizeof(block_q8_0);
+INLINE void a_tile(const int T, const int R, const int C, int64_t n, const uint8_t *const *wr,
+                   const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
+    const int kind = pg2_a_kind(T);
+    const size_t bb = pg2_a_block_bytes(T);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const float *xd[4], *xs[4];
+    const int16_t *xq16[4];
+    UNROLL for (int j = 0; j < C; j++) {
+        xd[j] = pg_act_q8_d(xr[j], n);
+        xs[j] = pg_act_q8_s(xr[j], n);
+        xq16[j] = pg_act_q8_qsum(xr[j], n);
     }
-}
-
-/* Block b of a row: 32 values (u8; s8 for Q8_0), scale and minimum. */
-INLINE __m256i a_unpack(const int T, const uint8_t *blk, float *d, float *m) {
-    if (T == PG_TYPE_Q4_0) {
-        const block_q4_0 *x = (const block_q4_0 *)blk;
-        *d = h2f(x->d);
-        return nibbles(x->qs);
-    }
-    if (T == PG_TYPE_Q4_1) {
-        const block_q4_1 *x = (const block_q4_1 *)blk;
-        *d = h2f(x->d);
-        *m = h2f(x->m);
-        return nibbles(x->qs);
-    }
-    if (T == PG_TYPE_Q5_0) {
-        const block_q5_0 *x = (const block_q5_0 *)blk;
-        *d = h2f(x->d);
-        return _mm256_or_si256(nibbles(x->qs), qh_bits(x->qh));
-    }
-    if (T == PG_TYPE_Q5_1) {
-        const block_q5_1 *x = (const block_q5_1 *)blk;
-        *d = h2f(x->d);
-        *m = h2f(x->m);
-        return _mm256_or_si256(nibbles(x->qs), qh_bits(x->qh));
-    }
-    const block_q8_0 *x = (const block_q8_0 *)blk;
-    *d = h2f(x->d);
-    return _mm256_loadu_si256((const __m256i *)x->qs);
-}
-
-#define A_RM 2
-#define A_RN 2
-
-INLINE void a_tile(const int T, const int RM, const int RN, int64_t n, const uint8_t *w, size_t ldw,
-                   const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
-    const int kind = a_kind(T);
-    const __m256i ones = _mm256_set1_epi16(1), ovec = _mm256_set1_epi8((char)a_offset(T));
-    int64_t nb = n / 32;
-    __m256 acc[A_RM][A_RN];
-    float msum[A_RM][A_RN];
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) {
-        acc[i][j] = _mm256_setzero_ps();
-        msum[i][j] = 0.0f;
-    }
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i wq[A_RM], wsg[A_RM];
-        float wd[A_RM], wm[A_RM];
-        UNROLL for (int i = 0; i < RM; i++) {
-            _mm_prefetch((const char *)w + i * ldw + b * a_block_bytes(T) + PF_BYTES, _MM_HINT_T0);
-            wq[i] = a_unpack(T, w + i * ldw + b * a_block_bytes(T), &wd[i], &wm[i]);
-            if (kind == A_SIGNED) {
-                wsg[i] = wq[i];
-                wq[i] = _mm256_sign_epi8(wq[i], wq[i]);          /* |w| */
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256i p[8];
+        pg_half wd[8], wm[8];
+        UNROLL for (int i = 0; i < R; i++) {
+            const uint8_t *blk = wr[i] + b * bb;
+            _mm_prefetch((const char *)blk + PF_BYTES, _MM_HINT_T0);
+            __m256i wq = pg2_a_unpack(T, blk, &wd[i], &wm[i]), wa = wq;
+            if (kind == PG2_SIGNED) wa = _mm256_sign_epi8(wq, wq);                /* |w| */
+            UNROLL for (int j = 0; j < C; j++) {
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(xr[j] + 32 * b));
+                if (kind == PG2_SIGNED) xq = _mm256_sign_epi8(xq, wq);           /* x * sign(w) */
+                p[i + R * j] = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xq), ones);
             }
         }
-        UNROLL for (int j = 0; j < RN; j++) {
-            const uint8_t *xr = x + j * ldx;
-            __m256i xq = _mm256_loadu_si256((const __m256i *)(xr + 32 * b));
-            float dx = pg_act_q8_d(xr, n)[b];
-            __m256i xo = kind == A_OFFSET ? _mm256_maddubs_epi16(ovec, xq) : _mm256_setzero_si256();
-            UNROLL for (int i = 0; i < RM; i++) {
-                __m256i p;
-                if (kind == A_OFFSET) p = _mm256_sub_epi16(_mm256_maddubs_epi16(wq[i], xq), xo);
-                else if (kind == A_SIGNED) p = _mm256_maddubs_epi16(wq[i], _mm256_sign_epi8(xq, wsg[i]));
-                else p = _mm256_maddubs_epi16(wq[i], xq);
-                __m256 t = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[i][j] = _mm256_fmadd_ps(t, _mm256_set1_ps(wd[i] * dx), acc[i][j]);
-                if (kind == A_MIN) msum[i][j] += wm[i] * pg_act_q8_s(xr, n)[b];
-            }
+        UNROLL for (int o = R * C; o < 8; o++) p[o] = _mm256_setzero_si256();
+        __m256i isum = pg2_reduce8(p);
+        float dxv[4], sv[4];
+        int qsv[4];
+        UNROLL for (int j = 0; j < C; j++) {
+            dxv[j] = xd[j][b];
+            sv[j] = xs[j][b];
+            qsv[j] = xq16[j][b];
         }
+        if (kind == PG2_OFFSET)
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(by_token_epi32(R, C, qsv), pg2_a_offset_shift(T)));
+        __m256 scale = _mm256_mul_ps(by_row_h(R, wd), by_token_ps(R, C, dxv));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
+        if (kind == PG2_MIN) acc = _mm256_fmadd_ps(by_row_h(R, wm), by_token_ps(R, C, sv), acc);
     }
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
-        y[j * ldy + i] = hsum8(acc[i][j]) + msum[i][j];
+    store_lanes(R, C, acc, y, ldy, nr, nc);
 }
-
-/* Tiles over a chunk: RM x RN inside, RM x 1 / 1 x RN / 1 x 1 on the edges
- * (the same float operations per output in every variant). */
-#define TILE_SWEEP(tile, T, RM, RN)                                                                   \
-    do {                                                                                              \
-        const uint8_t *w_ = w, *x_ = x;                                                               \
-        int r = 0;                                                                                    \
-        for (; r + RM <= nr; r += RM) {                                                               \
-            int c = 0;                                                                                \
-            for (; c + RN <= nc; c += RN)                                                             \
-                tile(T, RM, RN, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy);       \
-            for (; c < nc; c++) tile(T, RM, 1, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                             \
-        for (; r < nr; r++) {                                                                         \
-            int c = 0;                                                                                \
-            for (; c + RN <= nc; c += RN)                                                             \
-                tile(T, 1, RN, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy);        \
-            for (; c < nc; c++) tile(T, 1, 1, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                             \
-    } while (0)
-
-#define GEMM_ARGS int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr, \
-                  const void *x, size_t ldx, int nc, void *work
-
-#define A_GEMM(t, T)                                  \
-    static void gemm_##t(GEMM_ARGS) {                 \
-        (void)work;                                   \
-        TILE_SWEEP(a_tile, T, A_RM, A_RN);            \
-    }
-A_GEMM(q4_0, PG_TYPE_Q4_0)
-A_GEMM(q4_1, PG_TYPE_Q4_1)
-A_GEMM(q5_0, PG_TYPE_Q5_0)
-A_GEMM(q5_1, PG_TYPE_Q5_1)
-A_GEMM(q8_0, PG_TYPE_Q8_0)
 
 /* ====================================================================== */
 /* K-quants                                                               */
 /* ====================================================================== */
 
-#define K_RM 2
-#define K_RN 2
-
-INLINE size_t k_block_bytes(const int T) {
-    switch (T) {
-    case PG_TYPE_Q2_K: return sizeof(block_q2_K);
-    case PG_TYPE_Q3_K: return sizeof(block_q3_K);
-    case PG_TYPE_Q4_K: return sizeof(block_q4_K);
-    case PG_TYPE_Q5_K: return sizeof(block_q5_K);
-    default: return sizeof(block_q6_K);
+INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8_t *const *wr,
+                   const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
+    const size_t bb = pg2_k_block_bytes(T);
+    const float *xd[4];
+    const int16_t *xbs[4];
+    UNROLL for (int j = 0; j < C; j++) {
+        xd[j] = pg_act_q8_d(xr[j], n);
+        xbs[j] = pg_act_q8_bsums(xr[j], n);
     }
-}
-
-/* Scales of a block: sc (16 int16, one per 16 values), -dmin*mn as 2 x 8 floats, d. */
-typedef struct {
-    __m256i sc;
-    __m256 wmin0, wmin1;
-    float d;
-} kdec;
-
-INLINE kdec k_dec(const int T, const uint8_t *blk) {
-    pg_kscales k;
-    switch (T) {
-    case PG_TYPE_Q2_K: pg_kscales_q2k((const block_q2_K *)blk, &k); break;
-    case PG_TYPE_Q3_K: pg_kscales_q3k((const block_q3_K *)blk, &k); break;
-    case PG_TYPE_Q4_K: {
-        const block_q4_K *b = (const block_q4_K *)blk;
-        pg_kscales_q4k(b->scales, b->d, b->dmin, &k);
-        break;
-    }
-    case PG_TYPE_Q5_K: {
-        const block_q5_K *b = (const block_q5_K *)blk;
-        pg_kscales_q4k(b->scales, b->d, b->dmin, &k);
-        break;
-    }
-    default: pg_kscales_q6k((const block_q6_K *)blk, &k); break;
-    }
-    kdec r;
-    r.sc = _mm256_loadu_si256((const __m256i *)k.sc);
-    __m256i mn = _mm256_loadu_si256((const __m256i *)k.mn);
-    __m256 nd = _mm256_set1_ps(-k.dmin);
-    r.wmin0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(mn))), nd);
-    r.wmin1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(mn, 1))), nd);
-    r.d = k.d;
-    return r;
-}
-
-/* Values 32c .. 32c+31 of a block, unsigned, in element order. */
-INLINE __m256i k_chunk(const int T, const uint8_t *blk, const int c) {
-    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1), m4 = _mm256_set1_epi8(0x0F);
-    if (T == PG_TYPE_Q2_K || T == PG_TYPE_Q3_K) {
-        /* value 128h + 32j + l = (qs[32h + l] >> 2j) & 3, Q3_K: | hmask bit (4h+j) << 2 */
-        const int h = c / 4, j = c % 4;
-        const uint8_t *qs = T == PG_TYPE_Q2_K ? ((const block_q2_K *)blk)->qs : ((const block_q3_K *)blk)->qs;
-        __m256i v = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)), 2 * j), m3);
-        if (T == PG_TYPE_Q3_K) {
-            __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)blk)->hmask);
-            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1), 2));
-        }
-        return v;
-    }
-    if (T == PG_TYPE_Q4_K || T == PG_TYPE_Q5_K) {
-        /* sub-block c: nibbles (c odd: high) of qs[32 (c/2) ..], Q5_K: | bit c of qh[l] << 4 */
-        const uint8_t *qs = T == PG_TYPE_Q4_K ? ((const block_q4_K *)blk)->qs : ((const block_q5_K *)blk)->qs;
-        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (c / 2)));
-        __m256i v = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
-        if (T == PG_TYPE_Q5_K) {
-            __m256i hb = _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh);
-            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, c), m1), 4));
-        }
-        return v;
-    }
-    /* Q6_K: value 128h + 32qd + l: nibble (qd >> 1) of ql[64h + 32 (qd & 1) + l], | ((qh[32h + l] >> 2qd) & 3) << 4 */
-    const block_q6_K *b = (const block_q6_K *)blk;
-    const int h = c / 4, qd = c % 4;
-    __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (qd & 1)));
-    __m256i v = _mm256_and_si256(qd >> 1 ? _mm256_srli_epi16(l, 4) : l, m4);
-    __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-    return _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * qd), m3), 4));
-}
-
-/* 16-bit lanes 0..7 take scale 2c, lanes 8..15 scale 2c+1 (c = 0..7) */
-INLINE __m256i k_scale_vec(__m256i sc, const int c) {
-    __m256i half = c < 4 ? _mm256_permute2x128_si256(sc, sc, 0x00) : _mm256_permute2x128_si256(sc, sc, 0x11);
-    const int w0 = (2 * c) % 8, w1 = w0 + 1;
-    const __m256i pat = _mm256_setr_epi8(2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1,
-                                         2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1, 2 * w0, 2 * w0 + 1,
-                                         2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1,
-                                         2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1);
-    return _mm256_shuffle_epi8(half, pat);
-}
-
-INLINE void k_tile(const int T, const int RM, const int RN, int64_t n, const uint8_t *w, size_t ldw,
-                   const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
-    int64_t nb = n / 256;
-    __m256 acc[K_RM][K_RN];
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk[K_RM];
-        kdec kd[K_RM];
-        UNROLL for (int i = 0; i < RM; i++) {
-            blk[i] = w + i * ldw + b * k_block_bytes(T);
-            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64)
-                _mm_prefetch((const char *)blk[i] + PF_BYTES + l, _MM_HINT_T0);
-            kd[i] = k_dec(T, blk[i]);
-        }
-        __m256i is[K_RM][K_RN];
-        UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) is[i][j] = _mm256_setzero_si256();
-        UNROLL for (int c = 0; c < 8; c++) {
-            __m256i wq[K_RM], sv[K_RM];
-            UNROLL for (int i = 0; i < RM; i++) {
-                wq[i] = k_chunk(T, blk[i], c);
-                sv[i] = k_scale_vec(kd[i].sc, c);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++) {
+        __m256i pi[8], pm[8];
+        float d[8], nmin[8];
+        UNROLL for (int i = 0; i < R; i++) {
+            const uint8_t *blk = wr[i] + b * bb;
+            UNROLL for (int l = 0; l < (int)bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+            pg2_kdec kd = pg2_k_dec(T, blk);
+            d[i] = kd.d;
+            nmin[i] = -kd.dmin;
+            UNROLL for (int j = 0; j < C; j++) pi[i + R * j] = _mm256_setzero_si256();
+            UNROLL for (int c = 0; c < 8; c++) {
+                __m256i wq = pg2_k_chunk(T, blk, c), sv = pg2_k_scale_vec(kd.sc, c);
+                UNROLL for (int j = 0; j < C; j++) {
+                    __m256i xq = _mm256_loadu_si256((const __m256i *)(xr[j] + 256 * b + 32 * c));
+                    pi[i + R * j] = _mm256_add_epi32(pi[i + R * j], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), sv));
+                }
             }
-            UNROLL for (int j = 0; j < RN; j++) {
-                __m256i xq = _mm256_loadu_si256((const __m256i *)(x + j * ldx + 256 * b + 32 * c));
-                UNROLL for (int i = 0; i < RM; i++)
-                    is[i][j] = _mm256_add_epi32(is[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(wq[i], xq), sv[i]));
-            }
+            UNROLL for (int j = 0; j < C; j++)
+                pm[i + R * j] = _mm256_madd_epi16(kd.mn, _mm256_loadu_si256((const __m256i *)(xbs[j] + 16 * b)));
         }
-        UNROLL for (int j = 0; j < RN; j++) {
-            const uint8_t *xr = x + j * ldx;
-            float dx = pg_act_q8_d(xr, n)[b];
-            const float *dbs = pg_act_q8_dbs(xr, n) + 16 * b;
-            __m256 xm0 = _mm256_loadu_ps(dbs), xm1 = _mm256_loadu_ps(dbs + 8);
-            UNROLL for (int i = 0; i < RM; i++) {
-                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[i][j]), _mm256_set1_ps(kd[i].d * dx), acc[i][j]);
-                acc[i][j] = _mm256_fmadd_ps(kd[i].wmin0, xm0, acc[i][j]);
-                acc[i][j] = _mm256_fmadd_ps(kd[i].wmin1, xm1, acc[i][j]);
-            }
-        }
+        UNROLL for (int o = R * C; o < 8; o++) pi[o] = pm[o] = _mm256_setzero_si256();
+        __m256i I = pg2_reduce8(pi), M = pg2_reduce8(pm);
+        float dxv[4];
+        UNROLL for (int j = 0; j < C; j++) dxv[j] = xd[j][b];
+        __m256 dx = by_token_ps(R, C, dxv);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(I), _mm256_mul_ps(by_row_ps(R, d), dx), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_mul_ps(by_row_ps(R, nmin), dx), acc);
     }
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
-        y[j * ldy + i] = hsum8(acc[i][j]);
+    store_lanes(R, C, acc, y, ldy, nr, nc);
 }
 
-#define K_GEMM(t, T)                                  \
-    static void gemm_##t(GEMM_ARGS) {                 \
-        (void)work;                                   \
-        TILE_SWEEP(k_tile, T, K_RM, K_RN);            \
+/* ====================================================================== */
+/* The sweep over a chunk                                                 */
+/* ====================================================================== */
+
+#define GEMM_ARGS int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr, \
+                  const void *x, size_t ldx, int nc, void *work
+
+/* Tiles of R rows x C tokens; at the edges the missing rows/tokens repeat
+ * the last real one (their lanes are dropped). */
+#define SWEEP_RC(tile, T, R, C)                                                                        \
+    for (int c = 0; c < nc; c += C) {                                                                  \
+        const uint8_t *xr[4];                                                                          \
+        for (int j = 0; j < C; j++) xr[j] = (const uint8_t *)x + (size_t)PG_MIN(c + j, nc - 1) * ldx;  \
+        for (int r = 0; r < nr; r += R) {                                                              \
+            const uint8_t *wr[8];                                                                      \
+            for (int i = 0; i < R; i++) wr[i] = (const uint8_t *)w + (size_t)PG_MIN(r + i, nr - 1) * ldw; \
+            tile(T, R, C, n, wr, xr, y + (int64_t)c * ldy + r, ldy, nr - r, nc - c);                   \
+        }                                                                                              \
     }
-K_GEMM(q2k, PG_TYPE_Q2_K)
-K_GEMM(q3k, PG_TYPE_Q3_K)
-K_GEMM(q4k, PG_TYPE_Q4_K)
-K_GEMM(q5k, PG_TYPE_Q5_K)
-K_GEMM(q6k, PG_TYPE_Q6_K)
+
+/* 1 token: 8 rows a tile; 2-3: 4 rows x 2 tokens; 4 and more: 2 rows x 4 tokens */
+#define DOT_GEMM(name, tile, T)                                                                        \
+    static void name(GEMM_ARGS) {                                                                      \
+        (void)work;                                                                                    \
+        if (nc == 1) {                                                                                 \
+            SWEEP_RC(tile, T, 8, 1);                                                                   \
+        } else if (nc < 4) {                                                                           \
+            SWEEP_RC(tile, T, 4, 2);                                                                   \
+        } else {                                                                                       \
+            SWEEP_RC(tile, T, 2, 4);                                                                   \
+        }                                                                                              \
+    }
+
+DOT_GEMM(gemm_q4_0, a_tile, PG_TYPE_Q4_0)
+DOT_GEMM(gemm_q4_1, a_tile, PG_TYPE_Q4_1)
+DOT_GEMM(gemm_q5_0, a_tile, PG_TYPE_Q5_0)
+DOT_GEMM(gemm_q5_1, a_tile, PG_TYPE_Q5_1)
+DOT_GEMM(gemm_q8_0, a_tile, PG_TYPE_Q8_0)
+DOT_GEMM(gemm_q2k, k_tile, PG_TYPE_Q2_K)
+DOT_GEMM(gemm_q3k, k_tile, PG_TYPE_Q3_K)
+DOT_GEMM(gemm_q4k, k_tile, PG_TYPE_Q4_K)
+DOT_GEMM(gemm_q5k, k_tile, PG_TYPE_Q5_K)
+DOT_GEMM(gemm_q6k, k_tile, PG_TYPE_Q6_K)
 
 void pg_avx2_fill_quant(pg_kernels *k) {
-#define SET(type, f, mr_, nr_) k->gemm[type] = (pg_gemm_kernel){.fn = f, .mr = mr_, .nr = nr_}
-    SET(PG_TYPE_Q4_0, gemm_q4_0, A_RM, A_RN);
-    SET(PG_TYPE_Q4_1, gemm_q4_1, A_RM, A_RN);
-    SET(PG_TYPE_Q5_0, gemm_q5_0, A_RM, A_RN);
-    SET(PG_TYPE_Q5_1, gemm_q5_1, A_RM, A_RN);
-    SET(PG_TYPE_Q8_0, gemm_q8_0, A_RM, A_RN);
-    SET(PG_TYPE_Q2_K, gemm_q2k, K_RM, K_RN);
-    SET(PG_TYPE_Q3_K, gemm_q3k, K_RM, K_RN);
-    SET(PG_TYPE_Q4_K, gemm_q4k, K_RM, K_RN);
-    SET(PG_TYPE_Q5_K, gemm_q5k, K_RM, K_RN);
-    SET(PG_TYPE_Q6_K, gemm_q6k, K_RM, K_RN);
+    /* mr = 8: mat-vec chunks are whole 8-row tiles; nr = 4 tokens */
+#define SET(type, f) k->gemm[type] = (pg_gemm_kernel){.fn = f, .mr = 8, .nr = 4}
+    SET(PG_TYPE_Q4_0, gemm_q4_0);
+    SET(PG_TYPE_Q4_1, gemm_q4_1);
+    SET(PG_TYPE_Q5_0, gemm_q5_0);
+    SET(PG_TYPE_Q5_1, gemm_q5_1);
+    SET(PG_TYPE_Q8_0, gemm_q8_0);
+    SET(PG_TYPE_Q2_K, gemm_q2k);
+    SET(PG_TYPE_Q3_K, gemm_q3k);
+    SET(PG_TYPE_Q4_K, gemm_q4k);
+    SET(PG_TYPE_Q5_K, gemm_q5k);
+    SET(PG_TYPE_Q6_K, gemm_q6k);
 #undef SET
+    pg_avx2_fill_panel(k);
 }
 
 #if defined(__clang__)

@@ -106,6 +106,7 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
     int8_t *qs = row;                                  /* (n) */
     float *d = (float *)pg_act_q8_d(row, n);           /* (n/32) */
     float *s = d + n / 32;                             /* (n/32) */
+    int16_t *qsum = (int16_t *)(s + n / 32);           /* (n/32) */
     for (int64_t b = 0; b < n / 32; b++) {
         __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -113,8 +114,10 @@ static void act_q8_32(int64_t n, const float *x, void *row) {
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         __m512 vid = _mm512_set1_ps(id);
         __m512i q = _mm512_add_epi32(q8x16(v0, vid, qs + 32 * b), q8x16(v1, vid, qs + 32 * b + 16));
+        int sum = _mm512_reduce_add_epi32(q);
         d[b] = pg_act_round_scale(amax / 127.0f);
-        s[b] = d[b] * (float)_mm512_reduce_add_epi32(q);
+        s[b] = d[b] * (float)sum;
+        qsum[b] = (int16_t)sum;
     }
 }
 

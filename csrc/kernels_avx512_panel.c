@@ -7,7 +7,8 @@
  * vpdpbusd does 64 multiply-adds for 16 tokens at once: no horizontal sums,
  * and the per-block float scaling is shared by 16 tokens.
  *   32-blocks: per block and (row, 16 tokens): 8 vpdpbusd, then
- *              acc += cvt(t) * (d * dx) + c * s   (c = m or -off*d, s = dx*sum q)
+ *              acc = fma(cvt(t - off * qsum), d * dx, acc) [+ fma(m, s, acc)]
+ *              (the canonical order of kernels.h: bit-identical to the dot form)
  *   K-quants:  per group of 16 (or 32) values: 4 (8) vpdpbusd, then one
  *              vpmulld by the group's scale into the block's int32 sum; the
  *              minimums are 8 vpdpwssd of (mn pairs) x (bsums pairs); per
@@ -69,9 +70,10 @@ INLINE void store_cols(float *y, int64_t ldy, __m512 acc, int ncols) {
 /* Panels                                                                 */
 /* ---------------------------------------------------------------------- */
 
-/* Q8_32 panel, per block of 32 (640 bytes):
- *   q: (8, 16, 4) int8 -- values 4k..4k+3 of each token; d: (16) f32; s: (16) f32 */
-#define AP_BLOCK 640
+/* Q8_32 panel, per block of 32 (704 bytes):
+ *   q: (8, 16, 4) int8 -- values 4k..4k+3 of each token; d: (16) f32; s: (16) f32;
+ *   qsum: (16) int32 */
+#define AP_BLOCK 704
 static size_t ap_bytes(int64_t n) { return (size_t)(n / 32) * AP_BLOCK; }
 
 static void to_panel_q8_32(int64_t n, const void *x, size_t ldx, int cols, void *panel) {
@@ -81,11 +83,13 @@ static void to_panel_q8_32(int64_t n, const void *x, size_t ldx, int cols, void 
     for (int c = 0; c < cols; c++) {
         const uint8_t *row = (const uint8_t *)x + (size_t)c * ldx;
         const float *d = pg_act_q8_d(row, n), *s = pg_act_q8_s(row, n);
+        const int16_t *qsum = pg_act_q8_qsum(row, n);
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *pb = p + b * AP_BLOCK;
             for (int k4 = 0; k4 < 8; k4++) memcpy(pb + 64 * k4 + 4 * c, row + 32 * b + 4 * k4, 4);
             ((float *)(pb + 512))[c] = d[b];
             ((float *)(pb + 576))[c] = s[b];
+            ((int32_t *)(pb + 640))[c] = qsum[b];
         }
     }
 }
@@ -116,8 +120,10 @@ static void to_panel_q8_256(int64_t n, const void *x, size_t ldx, int cols, void
 /* 32-block tiles                                                         */
 /* ---------------------------------------------------------------------- */
 
-INLINE void ap_tile(const int RM, const int V, const int vnni, int64_t n, const uint8_t *w, size_t wst,
-                    const uint8_t *pan, size_t pst, float *y, int64_t ldy, int ncols) {
+/* shift: log2 of the offset of an offset type (Q4_0 3, Q5_0 4, Q8_0 unsigned 7), 0 for the
+ * minimum types (Q4_1, Q5_1), whose c holds m */
+INLINE void ap_tile(const int RM, const int V, const int vnni, const int shift, int64_t n, const uint8_t *w,
+                    size_t wst, const uint8_t *pan, size_t pst, float *y, int64_t ldy, int ncols) {
     int64_t nb = n / 32, np = (nb + 1) / 2;
     pg512_arow r[P_RM];
     UNROLL for (int i = 0; i < RM; i++) r[i] = pg512_arow_at(w + i * wst, np);
@@ -137,9 +143,11 @@ INLINE void ap_tile(const int RM, const int V, const int vnni, int64_t n, const 
         UNROLL for (int v = 0; v < V; v++) {
             const float *pd = (const float *)(pan + v * pst + b * AP_BLOCK + 512);
             __m512 dx = _mm512_load_ps(pd), sx = _mm512_load_ps(pd + 16);
+            __m512i off = shift ? _mm512_slli_epi32(_mm512_load_si512(pd + 32), shift) : _mm512_setzero_si512();
             UNROLL for (int i = 0; i < RM; i++) {
-                acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[i][v]), _mm512_mul_ps(_mm512_set1_ps(r[i].d[b]), dx), acc[i][v]);
-                acc[i][v] = _mm512_fmadd_ps(_mm512_set1_ps(r[i].c[b]), sx, acc[i][v]);
+                __m512i ti = shift ? _mm512_sub_epi32(t[i][v], off) : t[i][v];
+                acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ti), _mm512_mul_ps(_mm512_set1_ps(r[i].d[b]), dx), acc[i][v]);
+                if (!shift) acc[i][v] = _mm512_fmadd_ps(_mm512_set1_ps(r[i].c[b]), sx, acc[i][v]);
             }
         }
     }
@@ -147,7 +155,7 @@ INLINE void ap_tile(const int RM, const int V, const int vnni, int64_t n, const 
         store_cols(y + (size_t)16 * v * ldy + i, ldy, acc[i][v], ncols - 16 * v);
 }
 
-#define AP_GEMM(name, vnni)                                                                           \
+#define AP_GEMM(name, vnni, shift)                                                                    \
     static void name(pg512_arepack_fn rp, int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, \
                      int nr, const void *xv, size_t pst, int nc, void *work) {                        \
         const uint8_t *pan = xv;                                                                      \
@@ -161,21 +169,26 @@ INLINE void ap_tile(const int RM, const int V, const int vnni, int64_t n, const 
                 float *yc = y + (size_t)c * ldy + r;                                                  \
                 int two = nc - c > P_COLS;                                                            \
                 if (rm == P_RM) {                                                                     \
-                    if (two) ap_tile(P_RM, 2, vnni, n, work, wst, pc, pst, yc, ldy, nc - c);          \
-                    else ap_tile(P_RM, 1, vnni, n, work, wst, pc, pst, yc, ldy, nc - c);              \
+                    if (two) ap_tile(P_RM, 2, vnni, shift, n, work, wst, pc, pst, yc, ldy, nc - c);   \
+                    else ap_tile(P_RM, 1, vnni, shift, n, work, wst, pc, pst, yc, ldy, nc - c);       \
                 } else {                                                                              \
                     for (int i = 0; i < rm; i++) {                                                    \
                         const uint8_t *wi = (const uint8_t *)work + i * wst;                          \
-                        if (two) ap_tile(1, 2, vnni, n, wi, wst, pc, pst, yc + i, ldy, nc - c);       \
-                        else ap_tile(1, 1, vnni, n, wi, wst, pc, pst, yc + i, ldy, nc - c);           \
+                        if (two) ap_tile(1, 2, vnni, shift, n, wi, wst, pc, pst, yc + i, ldy, nc - c); \
+                        else ap_tile(1, 1, vnni, shift, n, wi, wst, pc, pst, yc + i, ldy, nc - c);    \
                     }                                                                                 \
                 }                                                                                     \
             }                                                                                         \
         }                                                                                             \
     }
 
-AP_GEMM(ap_gemm, 0)
-AP_GEMM(ap_gemm_vnni, 1)
+AP_GEMM(ap_gemm_s3, 0, 3)
+AP_GEMM(ap_gemm_s4, 0, 4)
+AP_GEMM(ap_gemm_min, 0, 0)
+AP_GEMM(ap_gemm_s3_vnni, 1, 3)
+AP_GEMM(ap_gemm_s4_vnni, 1, 4)
+AP_GEMM(ap_gemm_s7_vnni, 1, 7)
+AP_GEMM(ap_gemm_min_vnni, 1, 0)
 
 /* ---------------------------------------------------------------------- */
 /* K-quant tiles                                                          */
@@ -271,14 +284,14 @@ KP_GEMM(kp_gemm32_vnni, 32, 1)
                   const void *x, size_t ldx, int nc, void *work
 #define GEMM_PASS n, y, ldy, w, ldw, nr, x, ldx, nc, work
 
-#define A_P(t, T)                                                                                      \
-    static void pgemm_##t(GEMM_ARGS) { ap_gemm(pg512_arepack_of(T, 0), GEMM_PASS); }                  \
-    static void pgemm_##t##_vnni(GEMM_ARGS) { ap_gemm_vnni(pg512_arepack_of(T, 1), GEMM_PASS); }
-A_P(q4_0, PG_TYPE_Q4_0)
-A_P(q4_1, PG_TYPE_Q4_1)
-A_P(q5_0, PG_TYPE_Q5_0)
-A_P(q5_1, PG_TYPE_Q5_1)
-static void pgemm_q8_0_vnni(GEMM_ARGS) { ap_gemm_vnni(pg512_arepack_of(PG_TYPE_Q8_0, 1), GEMM_PASS); }
+#define A_P(t, T, kind)                                                                                \
+    static void pgemm_##t(GEMM_ARGS) { ap_gemm_##kind(pg512_arepack_of(T, 0), GEMM_PASS); }            \
+    static void pgemm_##t##_vnni(GEMM_ARGS) { ap_gemm_##kind##_vnni(pg512_arepack_of(T, 1), GEMM_PASS); }
+A_P(q4_0, PG_TYPE_Q4_0, s3)
+A_P(q4_1, PG_TYPE_Q4_1, min)
+A_P(q5_0, PG_TYPE_Q5_0, s4)
+A_P(q5_1, PG_TYPE_Q5_1, min)
+static void pgemm_q8_0_vnni(GEMM_ARGS) { ap_gemm_s7_vnni(pg512_arepack_of(PG_TYPE_Q8_0, 1), GEMM_PASS); }
 
 #define K_P(t, T, GS)                                                                                  \
     static void pgemm_##t(GEMM_ARGS) { kp_gemm##GS(pg512_krepack_of(T), GEMM_PASS); }              \

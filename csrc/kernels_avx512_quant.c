@@ -31,7 +31,7 @@
 #define UNROLL _Pragma("GCC unroll 16")
 #endif
 
-#define INLINE static inline __attribute__((always_inline))
+#include "kernels_avx2.h"   /* 256-bit unpacking and K-scale decoding, under this file's target */
 
 /* Software prefetch distance for weight rows: with several rows streamed at
  * once the hardware prefetcher alone leaves mat-vec latency-bound on DRAM.
@@ -110,8 +110,7 @@ typedef struct {
     pg_half d0, d1, m0, m1;
 } apair;
 
-INLINE apair a_unpack(const int T, const int vnni, const uint8_t *row, int64_t p, const int two) {
-    const uint8_t *b0 = row + 2 * p * a_block_bytes(T), *b1 = b0 + a_block_bytes(T);
+INLINE apair a_unpack(const int T, const int vnni, const uint8_t *b0, const uint8_t *b1, const int two) {
     apair r;
     r.m0 = r.m1 = 0;
     if (T == PG_TYPE_Q4_0) {
@@ -164,7 +163,8 @@ INLINE __m512 pair_h(pg_half h0, pg_half h1) {
         int64_t np = (nb + 1) / 2;                                                       \
         pg512_arow o = pg512_arow_at(dst, np);                                           \
         for (int64_t p = 0; p < np; p++) {                                               \
-            apair a = a_unpack(T, vnni, src, p, 2 * p + 1 < nb);                         \
+            const uint8_t *b0 = src + 2 * p * a_block_bytes(T);                          \
+            apair a = a_unpack(T, vnni, b0, b0 + a_block_bytes(T), 2 * p + 1 < nb);      \
             _mm512_store_si512(o.q + 64 * p, a.q);                                       \
             __m128 f = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, (short)a.m1, (short)a.m0,  \
                                                   (short)a.d1, (short)a.d0));            \
@@ -182,103 +182,150 @@ A_REPACK(rp_q5_0, PG_TYPE_Q5_0, 1)
 A_REPACK(rp_q5_1, PG_TYPE_Q5_1, 1)
 A_REPACK(rp_q8_0u, PG_TYPE_Q8_0, 1)
 
-/* One pair of blocks (`two` = 0: only the first) for an RM x RN tile.
- *   w: RM GGUF rows (stride ldw); x: RN activation rows (stride ldx) */
-INLINE void a_step(const int T, const int RM, const int RN, const int vnni, const int two,
-                   __m512 acc[A_RM][4], int64_t p, const uint8_t *w, size_t ldw,
-                   const uint8_t *x, size_t ldx, int64_t n) {
-    const int kind = a_kind(T, vnni);
-    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1);
-    const __m512i ovec = _mm512_set1_epi8((char)a_offset(T));
-    __m512i wq[A_RM];
-    __m512 wd[A_RM], wm[A_RM];
-    __mmask64 wneg[A_RM];
-    UNROLL for (int i = 0; i < RM; i++) {
-        /* ~1 KB ahead: the hardware prefetcher alone leaves mat-vec latency-bound */
-        _mm_prefetch((const char *)w + i * ldw + 2 * p * a_block_bytes(T) + PF_BYTES, _MM_HINT_T0);
-        apair a = a_unpack(T, vnni, w + i * ldw, p, two);
-        wq[i] = a.q;
-        wd[i] = pair_h(a.d0, a.d1);
-        if (kind == A_MIN) wm[i] = _mm512_maskz_mov_ps(0x0101, pair_h(a.m0, a.m1));
-        if (kind == A_SIGNED) {
-            wneg[i] = _mm512_movepi8_mask(wq[i]);
-            wq[i] = _mm512_abs_epi8(wq[i]);
-        }
+/* ---------------------------------------------------------------------- */
+/* Dot form: tiles of 16 outputs in the canonical order                    */
+/* ---------------------------------------------------------------------- */
+
+/* A tile is R weight rows x C tokens (16x1, 8x2 or 4x4), output o = i + R*j.
+ * zmm k of the partial sums holds outputs 2k (low 256 bits) and 2k+1 (high):
+ * rows 2p, 2p+1 of one token, so one broadcast activation block serves both
+ * halves.  reduce16 turns the 8 zmm into one whose lane o is output o's exact
+ * block sum; the float part then runs once for 16 outputs. */
+INLINE __m512i reduce16(const __m512i v[8]) {
+    __m512i t[4];
+    UNROLL for (int m = 0; m < 4; m++)
+        t[m] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * m], v[2 * m + 1]), _mm512_unpackhi_epi32(v[2 * m], v[2 * m + 1]));
+    /* 128-bit lane L of u0: the lane-L sums of v0..v3; of u1: of v4..v7 */
+    __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[0], t[1]), _mm512_unpackhi_epi64(t[0], t[1]));
+    __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2], t[3]), _mm512_unpackhi_epi64(t[2], t[3]));
+    /* halves: outputs 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15 */
+    __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), s);
+}
+
+/* Lane o = v[o / R]: a per-token value spread over that token's R lanes. */
+INLINE __m512 by_token_ps(const int R, const int C, const float *v) {
+    if (C == 1) return _mm512_set1_ps(v[0]);
+    if (C == 2) return _mm512_insertf32x8(_mm512_set1_ps(v[0]), _mm256_set1_ps(v[1]), 1);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm512_castps128_ps512(_mm_setr_ps(v[0], v[1], v[2], v[3])));   /* R == C == 4 */
+}
+INLINE __m512i by_token_epi32(const int R, const int C, const int *v) {
+    if (C == 1) return _mm512_set1_epi32(v[0]);
+    if (C == 2) return _mm512_inserti32x8(_mm512_set1_epi32(v[0]), _mm256_set1_epi32(v[1]), 1);
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                    _mm512_castsi128_si512(_mm_setr_epi32(v[0], v[1], v[2], v[3])));
+}
+/* Lane o = f[o % R] */
+INLINE __m512 by_row_ps(const int R, const float *f) {
+    if (R == 16) return _mm512_loadu_ps(f);
+    if (R == 8) return _mm512_broadcast_f32x8(_mm256_loadu_ps(f));
+    return _mm512_broadcast_f32x4(_mm_loadu_ps(f));
+}
+
+INLINE void store_lanes(const int R, const int C, __m512 acc, float *y, int64_t ldy, int nr, int nc) {
+    float out[16];
+    _mm512_storeu_ps(out, acc);
+    for (int j = 0; j < C && j < nc; j++)
+        for (int i = 0; i < R && i < nr; i++) y[j * ldy + i] = out[i + R * j];
+}
+
+INLINE int a_offset_shift(const int T) { return T == PG_TYPE_Q4_0 ? 3 : T == PG_TYPE_Q5_0 ? 4 : 7; }
+
+INLINE void a_tile(const int T, const int R, const int C, const int vnni, int64_t n, const uint8_t *const *wr,
+                   const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
+    const int kind = a_kind(T, vnni), HP = R / 2;
+    const size_t bb = a_block_bytes(T);
+    const __m512i ones = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
+    /* the scales: one gather per block of the 32-bit word at each row's block start (d | m << 16) */
+    int32_t offs[16];
+    for (int o = 0; o < 16; o++) offs[o] = (int32_t)(wr[o % R] - wr[0]);
+    const __m512i vidx = _mm512_loadu_si512(offs);
+    const float *xd[4], *xs[4];
+    const int16_t *xq16[4];
+    UNROLL for (int j = 0; j < C; j++) {
+        xd[j] = pg_act_q8_d(xr[j], n);
+        xs[j] = pg_act_q8_s(xr[j], n);
+        xq16[j] = pg_act_q8_qsum(xr[j], n);
     }
-    UNROLL for (int j = 0; j < RN; j++) {
-        const uint8_t *xr = x + j * ldx;
-        const float *xd_p = (const float *)(xr + n) + 2 * p;
-        __m512i xq = two ? _mm512_loadu_si512(xr + 64 * p) : _mm512_maskz_loadu_epi8(0xFFFFFFFFull, xr + 64 * p);
-        __m512 xd = pair_bcast(xd_p, two);
-        __m512i xc = zero;
-        __m512 xs = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m512i P[8];
+        UNROLL for (int p = 0; p < HP; p++) {
+            const uint8_t *b0 = wr[2 * p] + b * bb, *b1 = wr[2 * p + 1] + b * bb;
+            _mm_prefetch((const char *)b0 + PF_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)b1 + PF_BYTES, _MM_HINT_T0);
+            __m512i wq = a_unpack(T, vnni, b0, b1, 1).q;
+            __mmask64 wneg = 0;
+            if (kind == A_SIGNED) {
+                wneg = _mm512_movepi8_mask(wq);
+                wq = _mm512_abs_epi8(wq);
+            }
+            UNROLL for (int j = 0; j < C; j++) {
+                __m512i xq = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xr[j] + 32 * b)));
+                __m512i t;
+                if (kind == A_SIGNED)
+                    t = _mm512_madd_epi16(_mm512_maddubs_epi16(wq, _mm512_mask_sub_epi8(xq, wneg, zero, xq)), ones);
+                else if (vnni)
+                    t = vnni_dpbusd(zero, wq, xq);
+                else
+                    t = _mm512_madd_epi16(_mm512_maddubs_epi16(wq, xq), ones);
+                P[p + HP * j] = t;
+            }
+        }
+        __m512i isum = reduce16(P);
+        float dxv[4], sv[4];
+        int qsv[4];
+        UNROLL for (int j = 0; j < C; j++) {
+            dxv[j] = xd[j][b];
+            sv[j] = xs[j][b];
+            qsv[j] = xq16[j][b];
+        }
         if (kind == A_OFFSET)
-            xc = vnni ? _mm512_sub_epi32(zero, vnni_dpbusd(zero, ovec, xq)) : _mm512_maddubs_epi16(ovec, xq);
-        if (kind == A_MIN) xs = pair_bcast(xd_p + n / 32, two);
-        UNROLL for (int i = 0; i < RM; i++) {
-            __m512i t;
-            if (kind == A_OFFSET)
-                t = vnni ? vnni_dpbusd(xc, wq[i], xq)
-                         : _mm512_madd_epi16(_mm512_sub_epi16(_mm512_maddubs_epi16(wq[i], xq), xc), ones);
-            else if (kind == A_MIN)
-                t = vnni ? vnni_dpbusd(zero, wq[i], xq) : _mm512_madd_epi16(_mm512_maddubs_epi16(wq[i], xq), ones);
-            else
-                t = _mm512_madd_epi16(_mm512_maddubs_epi16(wq[i], _mm512_mask_sub_epi8(xq, wneg[i], zero, xq)), ones);
-            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(wd[i], xd), acc[i][j]);
-            if (kind == A_MIN) acc[i][j] = _mm512_fmadd_ps(wm[i], xs, acc[i][j]);
-        }
+            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(by_token_epi32(R, C, qsv), a_offset_shift(T)));
+        __m512i dm = _mm512_i32gather_epi32(vidx, wr[0] + b * bb, 1);
+        __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, by_token_ps(R, C, dxv)), acc);
+        if (kind == A_MIN)
+            acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))),
+                                  by_token_ps(R, C, sv), acc);
     }
+    store_lanes(R, C, acc, y, ldy, nr, nc);
 }
-
-INLINE void a_tile(const int T, const int RM, const int RN, const int vnni, int64_t n,
-                   const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
-    int64_t nb = n / 32, np = (nb + 1) / 2;
-    __m512 acc[A_RM][4];
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < nb / 2; p++) a_step(T, RM, RN, vnni, 1, acc, p, w, ldw, x, ldx, n);
-    if (nb & 1) a_step(T, RM, RN, vnni, 0, acc, np - 1, w, ldw, x, ldx, n);
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
-        y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
-/* Tiles over a chunk: RM x RN inside, RM x 1 / 1 x RN / 1 x 1 on the edges
- * (the same float operations per output in every variant). */
-#define TILE_SWEEP(tile, RM, RN, ...)                                                                 \
-    do {                                                                                              \
-        const uint8_t *w_ = w, *x_ = x;                                                               \
-        int r = 0;                                                                                    \
-        for (; r + RM <= nr; r += RM) {                                                               \
-            int c = 0;                                                                                \
-            for (; c + RN <= nc; c += RN)                                                             \
-                tile(__VA_ARGS__, RM, RN, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-            for (; c < nc; c++)                                                                       \
-                tile(__VA_ARGS__, RM, 1, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                             \
-        for (; r < nr; r++) {                                                                         \
-            int c = 0;                                                                                \
-            for (; c + RN <= nc; c += RN)                                                             \
-                tile(__VA_ARGS__, 1, RN, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-            for (; c < nc; c++)                                                                       \
-                tile(__VA_ARGS__, 1, 1, vnni, n, w_ + r * ldw, ldw, x_ + c * ldx, ldx, y + c * ldy + r, ldy); \
-        }                                                                                             \
-    } while (0)
-
-#define A_RN(T, vnni) (a_kind(T, vnni) == A_OFFSET ? 4 : 3)
 
 #define GEMM_ARGS int64_t n, float *y, int64_t ldy, const void *w, size_t ldw, int nr, \
                   const void *x, size_t ldx, int nc, void *work
 
-#define A_GEMM(t, T)                                                                 \
-    static void gemm_##t(GEMM_ARGS) {                                                \
-        const int vnni = 0;                                                          \
-        (void)work;                                                                  \
-        TILE_SWEEP(a_tile, A_RM, A_RN(T, 0), T);                                     \
-    }                                                                                \
-    static void gemm_##t##_vnni(GEMM_ARGS) {                                         \
-        const int vnni = 1;                                                          \
-        (void)work;                                                                  \
-        TILE_SWEEP(a_tile, A_RM, A_RN(T, 1), T);                                     \
+/* Tiles of R rows x C tokens; at the edges the missing rows/tokens repeat
+ * the last real one (their lanes are dropped). */
+#define SWEEP_RC(tile, T, vnni, R, C)                                                                  \
+    for (int c = 0; c < nc; c += C) {                                                                  \
+        const uint8_t *xr[4];                                                                          \
+        for (int j = 0; j < C; j++) xr[j] = (const uint8_t *)x + (size_t)PG_MIN(c + j, nc - 1) * ldx;  \
+        for (int r = 0; r < nr; r += R) {                                                              \
+            const uint8_t *wr[16];                                                                     \
+            for (int i = 0; i < R; i++) wr[i] = (const uint8_t *)w + (size_t)PG_MIN(r + i, nr - 1) * ldw; \
+            tile(T, R, C, vnni, n, wr, xr, y + (int64_t)c * ldy + r, ldy, nr - r, nc - c);             \
+        }                                                                                              \
     }
+
+/* 1 token: 16 rows a tile; 2-3: 8 rows x 2 tokens; 4 and more: 4 x 4 */
+#define DOT_GEMM(name, tile, T, vnni)                                                                  \
+    static void name(GEMM_ARGS) {                                                                      \
+        (void)work;                                                                                    \
+        if (nc == 1) {                                                                                 \
+            SWEEP_RC(tile, T, vnni, 16, 1);                                                            \
+        } else if (nc < 4) {                                                                           \
+            SWEEP_RC(tile, T, vnni, 8, 2);                                                             \
+        } else {                                                                                       \
+            SWEEP_RC(tile, T, vnni, 4, 4);                                                             \
+        }                                                                                              \
+    }
+
+#define A_GEMM(t, T)                              \
+    DOT_GEMM(gemm_##t, a_tile, T, 0)              \
+    DOT_GEMM(gemm_##t##_vnni, a_tile, T, 1)
 A_GEMM(q4_0, PG_TYPE_Q4_0)
 A_GEMM(q4_1, PG_TYPE_Q4_1)
 A_GEMM(q5_0, PG_TYPE_Q5_0)
@@ -289,8 +336,6 @@ A_GEMM(q8_0, PG_TYPE_Q8_0)
 /* K-quants                                                               */
 /* ====================================================================== */
 
-#define K_RM 3
-#define K_RN 3
 /* work rows for the panel tiles (pg512_kpb blocks) */
 static size_t k_work(int64_t n) { return 4 * (size_t)(n / 256) * sizeof(pg512_kpb); }
 
@@ -464,76 +509,73 @@ K_REPACK(rkp_q6k, PG_TYPE_Q6_K)
 
 /* For the 64 values c of a block: 16-bit lane l (values 2l, 2l+1) takes the
  * scale of group 4c + l/8. */
-static const int16_t k_scale_idx[4][32] __attribute__((aligned(64))) = {
-#define R(c) {4*c, 4*c, 4*c, 4*c, 4*c, 4*c, 4*c, 4*c, 4*c+1, 4*c+1, 4*c+1, 4*c+1, 4*c+1, 4*c+1, 4*c+1, 4*c+1, \
-              4*c+2, 4*c+2, 4*c+2, 4*c+2, 4*c+2, 4*c+2, 4*c+2, 4*c+2, 4*c+3, 4*c+3, 4*c+3, 4*c+3, 4*c+3, 4*c+3, 4*c+3, 4*c+3}
-    R(0), R(1), R(2), R(3)
+/* For 32 values c of the rows of a zmm [sc0 | sc1] (16 int16 each): lanes
+ * 0-7 take sc0[2c], 8-15 sc0[2c+1], 16-23 sc1[2c], 24-31 sc1[2c+1]. */
+static const int16_t k_scale_idx2[8][32] __attribute__((aligned(64))) = {
+#define R(c) {2*c, 2*c, 2*c, 2*c, 2*c, 2*c, 2*c, 2*c, 2*c+1, 2*c+1, 2*c+1, 2*c+1, 2*c+1, 2*c+1, 2*c+1, 2*c+1, \
+              16+2*c, 16+2*c, 16+2*c, 16+2*c, 16+2*c, 16+2*c, 16+2*c, 16+2*c,                               \
+              17+2*c, 17+2*c, 17+2*c, 17+2*c, 17+2*c, 17+2*c, 17+2*c, 17+2*c}
+    R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7)
 #undef R
 };
 
-/* RM x RN tile over all blocks.  w: RM GGUF rows (stride ldw) */
-INLINE void k_tile(const int T, const int RM, const int RN, const int vnni, int64_t n, const uint8_t *w,
-                   size_t ldw, const uint8_t *x, size_t ldx, float *y, int64_t ldy) {
-    int64_t nb = n / 256;
-    __m512 acc[K_RM][K_RN];
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk[K_RM];
-        kdec kd[K_RM];
-        UNROLL for (int i = 0; i < RM; i++) {
-            blk[i] = w + i * ldw + b * k_block_bytes(T);
-            /* ~1 KB ahead, every line of the block: see PF_BYTES */
-            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64)
-                _mm_prefetch((const char *)blk[i] + PF_BYTES + l, _MM_HINT_T0);
-            kd[i] = k_dec(T, blk[i]);
-        }
-        __m512i is[K_RM][K_RN];
-        UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++) is[i][j] = _mm512_setzero_si512();
-        UNROLL for (int c = 0; c < 4; c++) {
-            const __m512i idx = _mm512_load_si512(k_scale_idx[c]);
-            __m512i wq[K_RM], sv[K_RM];
-            UNROLL for (int i = 0; i < RM; i++) {
-                wq[i] = k_chunk(T, blk[i], c);
-                sv[i] = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(kd[i].sc));
+INLINE __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+/* Per row pair and 32 values: vpmaddubsw, then vpmaddwd (vpdpwssd) with the
+ * 16-bit group scales into I; M = mn pairs x bsums pairs; see the file comment. */
+INLINE void k_tile(const int T, const int R, const int C, const int vnni, int64_t n, const uint8_t *const *wr,
+                   const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
+    const int HP = R / 2;
+    const size_t bb = k_block_bytes(T);
+    const float *xd[4];
+    const int16_t *xbs[4];
+    UNROLL for (int j = 0; j < C; j++) {
+        xd[j] = pg_act_q8_d(xr[j], n);
+        xbs[j] = pg_act_q8_bsums(xr[j], n);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++) {
+        __m512i PI[8], PM[8];
+        float d[16], nmin[16];
+        UNROLL for (int p = 0; p < HP; p++) {
+            const uint8_t *b0 = wr[2 * p] + b * bb, *b1 = wr[2 * p + 1] + b * bb;
+            UNROLL for (int l = 0; l < (int)k_block_bytes(T); l += 64) {
+                _mm_prefetch((const char *)b0 + PF_BYTES + l, _MM_HINT_T0);
+                _mm_prefetch((const char *)b1 + PF_BYTES + l, _MM_HINT_T0);
             }
-            UNROLL for (int j = 0; j < RN; j++) {
-                __m512i xq = _mm512_loadu_si512(x + j * ldx + 256 * b + 64 * c);
-                UNROLL for (int i = 0; i < RM; i++) {
-                    __m512i p = _mm512_maddubs_epi16(wq[i], xq);
-                    is[i][j] = vnni ? vnni_dpwssd(is[i][j], p, sv[i])
-                                    : _mm512_add_epi32(is[i][j], _mm512_madd_epi16(p, sv[i]));
+            pg2_kdec k0 = pg2_k_dec(T, b0), k1 = pg2_k_dec(T, b1);
+            d[2 * p] = k0.d;
+            d[2 * p + 1] = k1.d;
+            nmin[2 * p] = -k0.dmin;
+            nmin[2 * p + 1] = -k1.dmin;
+            __m512i sc = join(k0.sc, k1.sc), mn = join(k0.mn, k1.mn);
+            UNROLL for (int j = 0; j < C; j++) PI[p + HP * j] = _mm512_setzero_si512();
+            UNROLL for (int c = 0; c < 8; c++) {
+                __m512i wq = join(pg2_k_chunk(T, b0, c), pg2_k_chunk(T, b1, c));
+                __m512i sv = _mm512_permutexvar_epi16(_mm512_load_si512(k_scale_idx2[c]), sc);
+                UNROLL for (int j = 0; j < C; j++) {
+                    __m512i xq = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xr[j] + 256 * b + 32 * c)));
+                    __m512i pq = _mm512_maddubs_epi16(wq, xq);
+                    PI[p + HP * j] = vnni ? vnni_dpwssd(PI[p + HP * j], pq, sv)
+                                          : _mm512_add_epi32(PI[p + HP * j], _mm512_madd_epi16(pq, sv));
                 }
             }
+            UNROLL for (int j = 0; j < C; j++)
+                PM[p + HP * j] = _mm512_madd_epi16(mn, _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xbs[j] + 16 * b))));
         }
-        __m512 wmin[K_RM];
-        UNROLL for (int i = 0; i < RM; i++)
-            wmin[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(kd[i].mn)), _mm512_set1_ps(-kd[i].dmin));
-        UNROLL for (int j = 0; j < RN; j++) {
-            const uint8_t *xr = x + j * ldx;
-            __m512 xd = _mm512_set1_ps(pg_act_q8_d(xr, n)[b]);
-            __m512 xm = _mm512_loadu_ps(pg_act_q8_dbs(xr, n) + 16 * b);
-            UNROLL for (int i = 0; i < RM; i++) {
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[i][j]),
-                                            _mm512_mul_ps(_mm512_set1_ps(kd[i].d), xd), acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(wmin[i], xm, acc[i][j]);
-            }
-        }
+        __m512i I = reduce16(PI), M = reduce16(PM);
+        float dxv[4];
+        UNROLL for (int j = 0; j < C; j++) dxv[j] = xd[j][b];
+        __m512 dx = by_token_ps(R, C, dxv);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(by_row_ps(R, d), dx), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(by_row_ps(R, nmin), dx), acc);
     }
-    UNROLL for (int i = 0; i < RM; i++) UNROLL for (int j = 0; j < RN; j++)
-        y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+    store_lanes(R, C, acc, y, ldy, nr, nc);
 }
 
-#define K_GEMM(t, T)                                                                 \
-    static void gemm_##t(GEMM_ARGS) {                                                \
-        const int vnni = 0;                                                          \
-        (void)work;                                                                  \
-        TILE_SWEEP(k_tile, K_RM, K_RN, T);                                           \
-    }                                                                                \
-    static void gemm_##t##_vnni(GEMM_ARGS) {                                         \
-        const int vnni = 1;                                                          \
-        (void)work;                                                                  \
-        TILE_SWEEP(k_tile, K_RM, K_RN, T);                                           \
-    }
+#define K_GEMM(t, T)                              \
+    DOT_GEMM(gemm_##t, k_tile, T, 0)              \
+    DOT_GEMM(gemm_##t##_vnni, k_tile, T, 1)
 K_GEMM(q2k, PG_TYPE_Q2_K)
 K_GEMM(q3k, PG_TYPE_Q3_K)
 K_GEMM(q4k, PG_TYPE_Q4_K)
@@ -563,18 +605,19 @@ pg512_krepack_fn pg512_krepack_of(int type) {
 }
 
 void pg_avx512_fill_quant(pg_kernels *k, int vnni) {
-#define SET(type, f, mr_, nr_, work_) \
-    k->gemm[type] = (pg_gemm_kernel){.fn = vnni ? f##_vnni : f, .mr = mr_, .nr = nr_, .work = work_}
-    SET(PG_TYPE_Q4_0, gemm_q4_0, A_RM, A_RN(PG_TYPE_Q4_0, vnni), a_work);
-    SET(PG_TYPE_Q5_0, gemm_q5_0, A_RM, A_RN(PG_TYPE_Q5_0, vnni), a_work);
-    SET(PG_TYPE_Q4_1, gemm_q4_1, A_RM, A_RN(PG_TYPE_Q4_1, vnni), a_work);
-    SET(PG_TYPE_Q5_1, gemm_q5_1, A_RM, A_RN(PG_TYPE_Q5_1, vnni), a_work);
-    SET(PG_TYPE_Q8_0, gemm_q8_0, A_RM, A_RN(PG_TYPE_Q8_0, vnni), a_work);
-    SET(PG_TYPE_Q2_K, gemm_q2k, K_RM, K_RN, k_work);
-    SET(PG_TYPE_Q3_K, gemm_q3k, K_RM, K_RN, k_work);
-    SET(PG_TYPE_Q4_K, gemm_q4k, K_RM, K_RN, k_work);
-    SET(PG_TYPE_Q5_K, gemm_q5k, K_RM, K_RN, k_work);
-    SET(PG_TYPE_Q6_K, gemm_q6k, K_RM, K_RN, k_work);
+    /* mr = 16: mat-vec chunks are whole 16-row tiles; the work buffer is the panel path's */
+#define SET(type, f, work_) \
+    k->gemm[type] = (pg_gemm_kernel){.fn = vnni ? f##_vnni : f, .mr = 16, .nr = 4, .work = work_}
+    SET(PG_TYPE_Q4_0, gemm_q4_0, a_work);
+    SET(PG_TYPE_Q5_0, gemm_q5_0, a_work);
+    SET(PG_TYPE_Q4_1, gemm_q4_1, a_work);
+    SET(PG_TYPE_Q5_1, gemm_q5_1, a_work);
+    SET(PG_TYPE_Q8_0, gemm_q8_0, a_work);
+    SET(PG_TYPE_Q2_K, gemm_q2k, k_work);
+    SET(PG_TYPE_Q3_K, gemm_q3k, k_work);
+    SET(PG_TYPE_Q4_K, gemm_q4k, k_work);
+    SET(PG_TYPE_Q5_K, gemm_q5k, k_work);
+    SET(PG_TYPE_Q6_K, gemm_q6k, k_work);
 #undef SET
     pg512_fill_panel(k, vnni);
 }

@@ -1,9 +1,10 @@
 /* kernels_ref.c -- scalar reference of every kernel, and the tier dispatch.
  *
  * The reference is written for clarity: one dot product per output, integer
- * sums per block, then the float scales (the same formulas as the SIMD tiers,
- * which must agree with it up to float summation order).  It is also the
- * kernel set of the "scalar" tier, so it must be correct on any CPU. */
+ * sums per block, then the float scales in the canonical order of kernels.h
+ * (one fmaf per block, blocks in order), which every SIMD tier reproduces bit
+ * for bit for the quantized types.  It is also the kernel set of the "scalar"
+ * tier, so it must be correct on any CPU. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -32,7 +33,7 @@ size_t pg_act_row_bytes(int fmt, int64_t n) {
     switch (fmt) {
     case PG_ACT_F32: b = 4 * (size_t)n; break;
     case PG_ACT_BF16: b = 2 * (size_t)n; break;
-    case PG_ACT_Q8_32: b = (size_t)n + 8 * (size_t)(n / 32); break;
+    case PG_ACT_Q8_32: b = (size_t)n + 10 * (size_t)(n / 32); break;
     case PG_ACT_Q8_256: b = (size_t)n + 4 * (size_t)(n / 256) + 6 * (size_t)(n / 16); break;
     default: return 0;
     }
@@ -52,6 +53,7 @@ static void act_q8_32_ref(int64_t n, const float *x, void *row) {
     int8_t *qs = row;                                  /* (n) */
     float *d = (float *)pg_act_q8_d(row, n);           /* (n/32) */
     float *s = d + n / 32;                             /* (n/32) */
+    int16_t *qsum = (int16_t *)(s + n / 32);           /* (n/32) */
     for (int64_t b = 0; b < n / 32; b++) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
@@ -65,6 +67,7 @@ static void act_q8_32_ref(int64_t n, const float *x, void *row) {
         }
         d[b] = db;
         s[b] = db * (float)sum;
+        qsum[b] = (int16_t)sum;
     }
 }
 
@@ -149,7 +152,7 @@ static float dot_q4_0(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / 32; i++) {
         uint8_t u[32];
         unpack_q4(b[i].qs, u);
-        sum += (float)idot32(u, 8, q + 32 * i) * (pg_half_to_f32(b[i].d) * d[i]);
+        sum = fmaf((float)idot32(u, 8, q + 32 * i), pg_half_to_f32(b[i].d) * d[i], sum);
     }
     return sum;
 }
@@ -162,8 +165,8 @@ static float dot_q4_1(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / 32; i++) {
         uint8_t u[32];
         unpack_q4(b[i].qs, u);
-        sum += (float)idot32(u, 0, q + 32 * i) * (pg_half_to_f32(b[i].d) * d[i]);
-        sum += pg_half_to_f32(b[i].m) * s[i];
+        sum = fmaf((float)idot32(u, 0, q + 32 * i), pg_half_to_f32(b[i].d) * d[i], sum);
+        sum = fmaf(pg_half_to_f32(b[i].m), s[i], sum);
     }
     return sum;
 }
@@ -176,7 +179,7 @@ static float dot_q5_0(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / 32; i++) {
         uint8_t u[32];
         unpack_q5(b[i].qs, b[i].qh, u);
-        sum += (float)idot32(u, 16, q + 32 * i) * (pg_half_to_f32(b[i].d) * d[i]);
+        sum = fmaf((float)idot32(u, 16, q + 32 * i), pg_half_to_f32(b[i].d) * d[i], sum);
     }
     return sum;
 }
@@ -189,8 +192,8 @@ static float dot_q5_1(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / 32; i++) {
         uint8_t u[32];
         unpack_q5(b[i].qs, b[i].qh, u);
-        sum += (float)idot32(u, 0, q + 32 * i) * (pg_half_to_f32(b[i].d) * d[i]);
-        sum += pg_half_to_f32(b[i].m) * s[i];
+        sum = fmaf((float)idot32(u, 0, q + 32 * i), pg_half_to_f32(b[i].d) * d[i], sum);
+        sum = fmaf(pg_half_to_f32(b[i].m), s[i], sum);
     }
     return sum;
 }
@@ -203,7 +206,7 @@ static float dot_q8_0(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / 32; i++) {
         int s = 0;
         for (int l = 0; l < 32; l++) s += b[i].qs[l] * q[32 * i + l];
-        sum += (float)s * (pg_half_to_f32(b[i].d) * d[i]);
+        sum = fmaf((float)s, pg_half_to_f32(b[i].d) * d[i], sum);
     }
     return sum;
 }
@@ -254,8 +257,9 @@ static void unpack_q6k(const block_q6_K *b, uint8_t u[256]) {
     }
 }
 
-/* dx * (d * sum sc*u*q - dmin * sum mn*bsums) for one 256-block */
-static float kdot(const pg_kscales *k, const uint8_t u[256], const int8_t *q, const int16_t *bs, float dx) {
+/* acc + dx * (d * I - dmin * M) for one 256-block, I = sum sc*u*q and
+ * M = sum mn*bsums (exact), in the canonical order of kernels.h */
+static float kdot(float acc, const pg_kscales *k, const uint8_t u[256], const int8_t *q, const int16_t *bs, float dx) {
     int isum = 0, msum = 0;
     for (int g = 0; g < 16; g++) {
         int s = 0;
@@ -263,7 +267,8 @@ static float kdot(const pg_kscales *k, const uint8_t u[256], const int8_t *q, co
         isum += k->sc[g] * s;
         msum += k->mn[g] * bs[g];
     }
-    return dx * (k->d * (float)isum - k->dmin * (float)msum);
+    acc = fmaf((float)isum, k->d * dx, acc);
+    return fmaf((float)msum, -k->dmin * dx, acc);
 }
 
 #define KDOT(name, blk_t, decode, unpack)                                          \
@@ -278,7 +283,7 @@ static float kdot(const pg_kscales *k, const uint8_t u[256], const int8_t *q, co
             uint8_t u[256];                                                         \
             decode;                                                                 \
             unpack;                                                                 \
-            sum += kdot(&k, u, q + 256 * i, bs + 16 * i, d[i]);                     \
+            sum = kdot(sum, &k, u, q + 256 * i, bs + 16 * i, d[i]);                 \
         }                                                                           \
         return sum;                                                                 \
     }
