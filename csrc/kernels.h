@@ -139,6 +139,19 @@ typedef struct {
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
     void (*f32_to_f16_row)(int n, const float *x, uint16_t *y);
     void (*f16_to_f32_row)(int n, const uint16_t *x, float *y);
+    /* Attention (model.c).  s[i] = q_i . k for nq <= 8 queries and one key, each
+     * computed exactly as dot_f32_f16 (dot_f32) computes one:
+     *   q: (nq, hd) f32, k: (hd) f16 (f32), s: (nq) */
+    void (*qk_f16)(int hd, int nq, const float *q, const uint16_t *k, float *s);
+    void (*qk_f32)(int hd, int nq, const float *q, const float *k, float *s);
+    /* out[i] = sum over the keys j = 0..nk-1, in order, of p[i][j] * v_j, one fused
+     * multiply-add per element and key starting from 0 (what zeroing out and calling
+     * axpy_f16 per key computes); v_j is slot (first + j) % nslots of a ring:
+     *   p: (nq, ldp) f32, v: (nslots, hd) f16 (f32), out: (nq, hd) f32 */
+    void (*av_f16)(int hd, int nq, int nk, const float *p, int ldp, const uint16_t *v, int first, int nslots,
+                   float *out);
+    void (*av_f32)(int hd, int nq, int nk, const float *p, int ldp, const float *v, int first, int nslots,
+                   float *out);
     /* Benchmark probe: read `bytes` (a multiple of 64) at p as fast as the tier
      * can stream, return a checksum (so the reads cannot be elided). */
     uint64_t (*mem_read)(const void *p, size_t bytes);

@@ -3,6 +3,7 @@
  * kernels_avx2_quant.c.  Compiled for AVX2 through the target pragma below
  * (no per-file compiler flags); nothing here may need AVX-512. */
 #include <math.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -238,6 +239,99 @@ static void v_f16_to_f32_row(int n, const uint16_t *x, float *y) {
     for (; i < n; i++) y[i] = _cvtsh_ss(x[i]);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Attention: several query heads against one key / value rows             */
+/* ---------------------------------------------------------------------- */
+
+/* Up to 4 queries at once, each with v_dot_f32_f16's accumulators and order
+ * (16 values a step in two ymm, then the same horizontal sum and tail), so the
+ * key is converted once for all of them. */
+static void v_qk_f16(int hd, int nq, const float *q, const uint16_t *k, float *s) {
+    for (int q0 = 0; q0 < nq; q0 += 4) {
+        const int m = PG_MIN(4, nq - q0);
+        const float *qq = q + (size_t)q0 * hd;
+        __m256 a0[4], a1[4];
+        for (int i = 0; i < 4; i++) a0[i] = a1[i] = _mm256_setzero_ps();
+        int e = 0;
+        for (; e + 16 <= hd; e += 16) {
+            __m256 k0 = f16x8(k + e), k1 = f16x8(k + e + 8);
+            UNROLL for (int i = 0; i < 4; i++) {
+                if (i >= m) break;
+                a0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qq + (size_t)i * hd + e), k0, a0[i]);
+                a1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qq + (size_t)i * hd + e + 8), k1, a1[i]);
+            }
+        }
+        for (int i = 0; i < m; i++) {
+            float r = hsum8(_mm256_add_ps(a0[i], a1[i]));
+            for (int t = e; t < hd; t++) r += qq[(size_t)i * hd + t] * _cvtsh_ss(k[t]);
+            s[q0 + i] = r;
+        }
+    }
+}
+
+static void v_qk_f32(int hd, int nq, const float *q, const float *k, float *s) {
+    for (int i = 0; i < nq; i++) s[i] = v_dot_f32(hd, q + (size_t)i * hd, k);
+}
+
+/* out[i] += p[i][j] * v_j over the keys, 16 (nq > 2) or 32 output elements of up to
+ * 4 queries held in registers across all keys: each value row is read once per
+ * column block, and nothing is stored until the keys are done. */
+#define AV_BODY(load8, CW)                                                                         \
+    for (int q0 = 0; q0 < nq; q0 += 4) {                                                           \
+        const int m = PG_MIN(4, nq - q0);                                                          \
+        for (int e = 0; e < hd; e += CW) {                                                         \
+            __m256 acc[4][CW / 8];                                                                 \
+            UNROLL for (int i = 0; i < 4; i++) UNROLL for (int c = 0; c < CW / 8; c++)              \
+                acc[i][c] = _mm256_setzero_ps();                                                   \
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1) { \
+                __m256 vv[CW / 8];                                                                 \
+                UNROLL for (int c = 0; c < CW / 8; c++) vv[c] = load8(v + (size_t)slot * hd + e + 8 * c); \
+                UNROLL for (int i = 0; i < 4; i++) {                                               \
+                    if (i >= m) break;                                                             \
+                    __m256 a = _mm256_broadcast_ss(p + (size_t)(q0 + i) * ldp + j);                \
+                    UNROLL for (int c = 0; c < CW / 8; c++) acc[i][c] = _mm256_fmadd_ps(a, vv[c], acc[i][c]); \
+                }                                                                                  \
+            }                                                                                      \
+            for (int i = 0; i < m; i++)                                                            \
+                UNROLL for (int c = 0; c < CW / 8; c++)                                            \
+                    _mm256_storeu_ps(out + (size_t)(q0 + i) * hd + e + 8 * c, acc[i][c]);          \
+        }                                                                                          \
+    }
+
+static void v_av_f16(int hd, int nq, int nk, const float *p, int ldp, const uint16_t *v, int first, int nslots,
+                     float *out) {
+    if (hd % 32) {                   /* odd head sizes: the vector helper, per key (same result) */
+        for (int i = 0; i < nq; i++) {
+            memset(out + (size_t)i * hd, 0, sizeof(float) * (size_t)hd);
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1)
+                v_axpy_f16(hd, p[(size_t)i * ldp + j], v + (size_t)slot * hd, out + (size_t)i * hd);
+        }
+        return;
+    }
+    if (nq <= 2) {
+        AV_BODY(f16x8, 32)
+    } else {
+        AV_BODY(f16x8, 16)
+    }
+}
+
+static void v_av_f32(int hd, int nq, int nk, const float *p, int ldp, const float *v, int first, int nslots,
+                     float *out) {
+    if (hd % 32) {
+        for (int i = 0; i < nq; i++) {
+            memset(out + (size_t)i * hd, 0, sizeof(float) * (size_t)hd);
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1)
+                v_axpy_f32(hd, p[(size_t)i * ldp + j], v + (size_t)slot * hd, out + (size_t)i * hd);
+        }
+        return;
+    }
+    if (nq <= 2) {
+        AV_BODY(_mm256_loadu_ps, 32)
+    } else {
+        AV_BODY(_mm256_loadu_ps, 16)
+    }
+}
+
 static uint64_t v_mem_read(const void *p, size_t bytes) {
     const __m256i *v = p;
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
@@ -267,6 +361,10 @@ int pg_kernels_fill_avx2(pg_kernels *k) {
     k->axpy_f16 = v_axpy_f16;
     k->f32_to_f16_row = v_f32_to_f16_row;
     k->f16_to_f32_row = v_f16_to_f32_row;
+    k->qk_f16 = v_qk_f16;
+    k->qk_f32 = v_qk_f32;
+    k->av_f16 = v_av_f16;
+    k->av_f32 = v_av_f32;
     k->mem_read = v_mem_read;
     pg_avx2_fill_quant(k);
     return 1;

@@ -28,6 +28,8 @@
 #define UNROLL _Pragma("GCC unroll 16")
 #endif
 
+#include <stddef.h>
+
 #include "kernels_avx2.h"
 
 /* Software prefetch distance for weight rows: 8 rows stream at once, more
@@ -45,14 +47,6 @@ INLINE __m256i by_token_epi32(const int R, const int C, const int *v) {
     if (C == 2) return _mm256_blend_epi32(_mm256_set1_epi32(v[0]), _mm256_set1_epi32(v[1]), 0xF0);
     return _mm256_setr_epi32(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]);   /* C == 4, R == 2 */
 }
-/* Lane o = float of the f16 h[o % R]. */
-INLINE __m256 by_row_h(const int R, const pg_half *h) {
-    __m128i v;
-    if (R == 8) v = _mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
-    else if (R == 4) v = _mm_setr_epi16(h[0], h[1], h[2], h[3], h[0], h[1], h[2], h[3]);
-    else v = _mm_setr_epi16(h[0], h[1], h[0], h[1], h[0], h[1], h[0], h[1]);
-    return _mm256_cvtph_ps(v);
-}
 INLINE __m256 by_row_ps(const int R, const float *f) {
     if (R == 8) return _mm256_loadu_ps(f);
     if (R == 4) return _mm256_setr_ps(f[0], f[1], f[2], f[3], f[0], f[1], f[2], f[3]);
@@ -69,6 +63,106 @@ INLINE void store_lanes(const int R, const int C, __m256 acc, float *y, int64_t 
 /* ====================================================================== */
 /* 32-blocks                                                              */
 /* ====================================================================== */
+
+/* Lanes o = float of the f16 at blk[o % R] + off: packed in general-purpose
+ * registers (integer ports) and moved with one vmovq/vpinsrq, instead of
+ * eight vector inserts. */
+INLINE __m256 halves_by_row(const int R, const uint8_t *const *blk, const int off) {
+    uint64_t lo = 0, hi = 0;
+    UNROLL for (int i = 0; i < 4; i++) {
+        uint16_t a, c;
+        memcpy(&a, blk[i % R] + off, 2);
+        memcpy(&c, blk[(4 + i) % R] + off, 2);
+        lo |= (uint64_t)a << (16 * i);
+        hi |= (uint64_t)c << (16 * i);
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
+/* Lane o = the sum of the 4 int32 lanes of output o, where v[k] holds outputs
+ * 2k (lanes 0-3) and 2k+1 (lanes 4-7). */
+INLINE __m256i reduce_pairs(const __m256i v[4]) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));  /* 0 2 4 6 | 1 3 5 7 */
+    return _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* The 4- and 5-bit types take two rows a ymm: the 16 nibble bytes of rows r
+ * (low 128 bits) and r' (high) give values 0-15 of both (lo) and 16-31 (hi),
+ * multiplied with the activation halves broadcast to both 128-bit lanes. */
+INLINE void pair_unpack(const int T, const uint8_t *b0, const uint8_t *b1, __m256i *lo, __m256i *hi) {
+    size_t qs_off = T == PG_TYPE_Q4_0 ? offsetof(block_q4_0, qs) : T == PG_TYPE_Q4_1 ? offsetof(block_q4_1, qs)
+                  : T == PG_TYPE_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q5_1, qs);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + qs_off))),
+                                        _mm_loadu_si128((const __m128i *)(b1 + qs_off)), 1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    *lo = _mm256_and_si256(v, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if (T == PG_TYPE_Q5_0 || T == PG_TYPE_Q5_1) {
+        /* 5th bit of value l = bit l of qh: bits 0-15 go to lo, 16-31 to hi */
+        size_t qh_off = T == PG_TYPE_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+        uint32_t h0, h1;
+        memcpy(&h0, b0 + qh_off, 4);
+        memcpy(&h1, b1 + qh_off, 4);
+        __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtsi32_si128((int)h0)), _mm_cvtsi32_si128((int)h1), 1);
+        const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL), five = _mm256_set1_epi8(0x10);
+        __m256i l = _mm256_shuffle_epi8(h, _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        __m256i u = _mm256_shuffle_epi8(h, _mm256_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+                                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(l, bit), bit), five));
+        *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(u, bit), bit), five));
+    }
+}
+
+/* Tile of the 4/5-bit types: R rows (even) x C tokens, row pairs per ymm. */
+INLINE void a_tile_pairs(const int T, const int R, const int C, int64_t n, const uint8_t *const *wr,
+                         const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
+    const int kind = pg2_a_kind(T), HP = R / 2;
+    const size_t bb = pg2_a_block_bytes(T);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const float *xd[4], *xs[4];
+    const int16_t *xq16[4];
+    UNROLL for (int j = 0; j < C; j++) {
+        xd[j] = pg_act_q8_d(xr[j], n);
+        xs[j] = pg_act_q8_s(xr[j], n);
+        xq16[j] = pg_act_q8_qsum(xr[j], n);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk[8];
+        UNROLL for (int i = 0; i < R; i++) {
+            blk[i] = wr[i] + b * bb;
+            _mm_prefetch((const char *)blk[i] + PF_BYTES, _MM_HINT_T0);
+        }
+        __m256i xlo[4], xhi[4];
+        UNROLL for (int j = 0; j < C; j++) {
+            xlo[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xr[j] + 32 * b)));
+            xhi[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xr[j] + 32 * b + 16)));
+        }
+        __m256i p[4];
+        UNROLL for (int q = 0; q < HP; q++) {
+            __m256i lo, hi;
+            pair_unpack(T, blk[2 * q], blk[2 * q + 1], &lo, &hi);
+            UNROLL for (int j = 0; j < C; j++)
+                p[q + HP * j] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo[j]),
+                                                                   _mm256_maddubs_epi16(hi, xhi[j])), ones);
+        }
+        __m256i isum = reduce_pairs(p);
+        float dxv[4], sv[4];
+        int qsv[4];
+        UNROLL for (int j = 0; j < C; j++) {
+            dxv[j] = xd[j][b];
+            sv[j] = xs[j][b];
+            qsv[j] = xq16[j][b];
+        }
+        if (kind == PG2_OFFSET)
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(by_token_epi32(R, C, qsv), pg2_a_offset_shift(T)));
+        __m256 scale = _mm256_mul_ps(halves_by_row(R, blk, 0), by_token_ps(R, C, dxv));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
+        if (kind == PG2_MIN) acc = _mm256_fmadd_ps(halves_by_row(R, blk, 2), by_token_ps(R, C, sv), acc);
+    }
+    store_lanes(R, C, acc, y, ldy, nr, nc);
+}
 
 INLINE void a_tile(const int T, const int R, const int C, int64_t n, const uint8_t *const *wr,
                    const uint8_t *const *xr, float *y, int64_t ldy, int nr, int nc) {
@@ -108,9 +202,11 @@ INLINE void a_tile(const int T, const int R, const int C, int64_t n, const uint8
         }
         if (kind == PG2_OFFSET)
             isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(by_token_epi32(R, C, qsv), pg2_a_offset_shift(T)));
-        __m256 scale = _mm256_mul_ps(by_row_h(R, wd), by_token_ps(R, C, dxv));
+        const uint8_t *blk[8];
+        UNROLL for (int i = 0; i < R; i++) blk[i] = wr[i] + b * bb;
+        __m256 scale = _mm256_mul_ps(halves_by_row(R, blk, 0), by_token_ps(R, C, dxv));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
-        if (kind == PG2_MIN) acc = _mm256_fmadd_ps(by_row_h(R, wm), by_token_ps(R, C, sv), acc);
+        if (kind == PG2_MIN) acc = _mm256_fmadd_ps(halves_by_row(R, blk, 2), by_token_ps(R, C, sv), acc);
     }
     store_lanes(R, C, acc, y, ldy, nr, nc);
 }
@@ -132,22 +228,28 @@ INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8
     for (int64_t b = 0; b < n / 256; b++) {
         __m256i pi[8], pm[8];
         float d[8], nmin[8];
-        UNROLL for (int i = 0; i < R; i++) {
+        /* rows one after the other (not unrolled: the 8 chunks below must be, so that every
+         * shift and shuffle pattern is a constant) */
+#pragma GCC unroll 1
+        for (int i = 0; i < R; i++) {
             const uint8_t *blk = wr[i] + b * bb;
             UNROLL for (int l = 0; l < (int)bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
             pg2_kdec kd = pg2_k_dec(T, blk);
             d[i] = kd.d;
             nmin[i] = -kd.dmin;
-            UNROLL for (int j = 0; j < C; j++) pi[i + R * j] = _mm256_setzero_si256();
+            __m256i s[4];
+            UNROLL for (int j = 0; j < C; j++) s[j] = _mm256_setzero_si256();
             UNROLL for (int c = 0; c < 8; c++) {
                 __m256i wq = pg2_k_chunk(T, blk, c), sv = pg2_k_scale_vec(kd.sc, c);
                 UNROLL for (int j = 0; j < C; j++) {
                     __m256i xq = _mm256_loadu_si256((const __m256i *)(xr[j] + 256 * b + 32 * c));
-                    pi[i + R * j] = _mm256_add_epi32(pi[i + R * j], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), sv));
+                    s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), sv));
                 }
             }
-            UNROLL for (int j = 0; j < C; j++)
+            UNROLL for (int j = 0; j < C; j++) {
+                pi[i + R * j] = s[j];
                 pm[i + R * j] = _mm256_madd_epi16(kd.mn, _mm256_loadu_si256((const __m256i *)(xbs[j] + 16 * b)));
+            }
         }
         UNROLL for (int o = R * C; o < 8; o++) pi[o] = pm[o] = _mm256_setzero_si256();
         __m256i I = pg2_reduce8(pi), M = pg2_reduce8(pm);
@@ -193,10 +295,10 @@ INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8
         }                                                                                              \
     }
 
-DOT_GEMM(gemm_q4_0, a_tile, PG_TYPE_Q4_0)
-DOT_GEMM(gemm_q4_1, a_tile, PG_TYPE_Q4_1)
-DOT_GEMM(gemm_q5_0, a_tile, PG_TYPE_Q5_0)
-DOT_GEMM(gemm_q5_1, a_tile, PG_TYPE_Q5_1)
+DOT_GEMM(gemm_q4_0, a_tile_pairs, PG_TYPE_Q4_0)
+DOT_GEMM(gemm_q4_1, a_tile_pairs, PG_TYPE_Q4_1)
+DOT_GEMM(gemm_q5_0, a_tile_pairs, PG_TYPE_Q5_0)
+DOT_GEMM(gemm_q5_1, a_tile_pairs, PG_TYPE_Q5_1)
 DOT_GEMM(gemm_q8_0, a_tile, PG_TYPE_Q8_0)
 DOT_GEMM(gemm_q2k, k_tile, PG_TYPE_Q2_K)
 DOT_GEMM(gemm_q3k, k_tile, PG_TYPE_Q3_K)

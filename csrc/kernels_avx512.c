@@ -5,6 +5,8 @@
  * Compiled for AVX-512 F/BW/VL/DQ through the target pragma below (no
  * per-file compiler flags); the BF16 dot product is inline asm in the one
  * kernel that the fill function installs only when the CPU has AVX512_BF16. */
+#include <string.h>
+
 #include "kernels.h"
 
 #if defined(__x86_64__)
@@ -209,6 +211,97 @@ static void v_axpy_f16(int n, float a, const uint16_t *x, float *y) {
     }
 }
 
+/* Attention: up to 4 queries at once, each with v_dot_f32_f16's accumulators
+ * and order (32 values a step in two zmm, masked tail, the same reduction). */
+static void v_qk_f16(int hd, int nq, const float *q, const uint16_t *k, float *s) {
+    for (int q0 = 0; q0 < nq; q0 += 4) {
+        const int m = PG_MIN(4, nq - q0);
+        const float *qq = q + (size_t)q0 * hd;
+        __m512 a0[4], a1[4];
+        for (int i = 0; i < 4; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+        int e = 0;
+        for (; e + 32 <= hd; e += 32) {
+            __m512 k0 = f16x16(k + e, 0xFFFF), k1 = f16x16(k + e + 16, 0xFFFF);
+            UNROLL for (int i = 0; i < 4; i++) {
+                if (i >= m) break;
+                a0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(qq + (size_t)i * hd + e), k0, a0[i]);
+                a1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(qq + (size_t)i * hd + e + 16), k1, a1[i]);
+            }
+        }
+        for (; e < hd; e += 16) {
+            __mmask16 t = tail16(hd - e);
+            __m512 k0 = f16x16(k + e, t);
+            for (int i = 0; i < m; i++)
+                a0[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t, qq + (size_t)i * hd + e), k0, a0[i]);
+        }
+        for (int i = 0; i < m; i++) s[q0 + i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
+    }
+}
+
+static void v_qk_f32(int hd, int nq, const float *q, const float *k, float *s) {
+    for (int i = 0; i < nq; i++) s[i] = v_dot_f32(hd, q + (size_t)i * hd, k);
+}
+
+/* out[i] = sum_j p[i][j] * v_j: 32 output elements (64 for nq <= 2) of up to 4
+ * queries in registers across all keys (see kernels_avx2.c). */
+#define AV_BODY(load16, CW)                                                                        \
+    for (int q0 = 0; q0 < nq; q0 += 4) {                                                           \
+        const int m = PG_MIN(4, nq - q0);                                                          \
+        for (int e = 0; e < hd; e += CW) {                                                         \
+            __m512 acc[4][CW / 16];                                                                \
+            UNROLL for (int i = 0; i < 4; i++) UNROLL for (int c = 0; c < CW / 16; c++)             \
+                acc[i][c] = _mm512_setzero_ps();                                                   \
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1) { \
+                __m512 vv[CW / 16];                                                                \
+                UNROLL for (int c = 0; c < CW / 16; c++) vv[c] = load16(v + (size_t)slot * hd + e + 16 * c); \
+                UNROLL for (int i = 0; i < 4; i++) {                                               \
+                    if (i >= m) break;                                                             \
+                    __m512 a = _mm512_set1_ps(p[(size_t)(q0 + i) * ldp + j]);                      \
+                    UNROLL for (int c = 0; c < CW / 16; c++) acc[i][c] = _mm512_fmadd_ps(a, vv[c], acc[i][c]); \
+                }                                                                                  \
+            }                                                                                      \
+            for (int i = 0; i < m; i++)                                                            \
+                UNROLL for (int c = 0; c < CW / 16; c++)                                           \
+                    _mm512_storeu_ps(out + (size_t)(q0 + i) * hd + e + 16 * c, acc[i][c]);         \
+        }                                                                                          \
+    }
+
+INLINE __m512 f16x16_full(const uint16_t *p) { return f16x16(p, 0xFFFF); }
+
+static void v_av_f16(int hd, int nq, int nk, const float *p, int ldp, const uint16_t *v, int first, int nslots,
+                     float *out) {
+    if (hd % 64) {
+        for (int i = 0; i < nq; i++) {
+            memset(out + (size_t)i * hd, 0, sizeof(float) * (size_t)hd);
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1)
+                v_axpy_f16(hd, p[(size_t)i * ldp + j], v + (size_t)slot * hd, out + (size_t)i * hd);
+        }
+        return;
+    }
+    if (nq <= 2) {
+        AV_BODY(f16x16_full, 64)
+    } else {
+        AV_BODY(f16x16_full, 32)
+    }
+}
+
+static void v_av_f32(int hd, int nq, int nk, const float *p, int ldp, const float *v, int first, int nslots,
+                     float *out) {
+    if (hd % 64) {
+        for (int i = 0; i < nq; i++) {
+            memset(out + (size_t)i * hd, 0, sizeof(float) * (size_t)hd);
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1)
+                v_axpy_f32(hd, p[(size_t)i * ldp + j], v + (size_t)slot * hd, out + (size_t)i * hd);
+        }
+        return;
+    }
+    if (nq <= 2) {
+        AV_BODY(_mm512_loadu_ps, 64)
+    } else {
+        AV_BODY(_mm512_loadu_ps, 32)
+    }
+}
+
 static void v_f32_to_f16_row(int n, const float *x, uint16_t *y) {
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
@@ -252,6 +345,10 @@ int pg_kernels_fill_avx512(pg_kernels *k, int vnni, int bf16) {
     k->axpy_f16 = v_axpy_f16;
     k->f32_to_f16_row = v_f32_to_f16_row;
     k->f16_to_f32_row = v_f16_to_f32_row;
+    k->qk_f16 = v_qk_f16;
+    k->qk_f32 = v_qk_f32;
+    k->av_f16 = v_av_f16;
+    k->av_f32 = v_av_f32;
     k->mem_read = v_mem_read;
     pg_avx512_fill_quant(k, vnni);
     return 1;

@@ -345,7 +345,7 @@ static void ref_axpy_f32(int n, float a, const float *x, float *y) {
 }
 
 static void ref_axpy_f16(int n, float a, const uint16_t *x, float *y) {
-    for (int i = 0; i < n; i++) y[i] += a * pg_half_to_f32(x[i]);
+    for (int i = 0; i < n; i++) y[i] = fmaf(a, pg_half_to_f32(x[i]), y[i]);
 }
 
 static void ref_f32_to_f16_row(int n, const float *x, uint16_t *y) {
@@ -355,6 +355,31 @@ static void ref_f32_to_f16_row(int n, const float *x, uint16_t *y) {
 static void ref_f16_to_f32_row(int n, const uint16_t *x, float *y) {
     for (int i = 0; i < n; i++) y[i] = pg_half_to_f32(x[i]);
 }
+
+static void ref_qk_f16(int hd, int nq, const float *q, const uint16_t *k, float *s) {
+    for (int i = 0; i < nq; i++) s[i] = ref_dot_f32_f16(hd, q + (size_t)i * hd, k);
+}
+
+static void ref_qk_f32(int hd, int nq, const float *q, const float *k, float *s) {
+    for (int i = 0; i < nq; i++) s[i] = ref_dot_f32(hd, q + (size_t)i * hd, k);
+}
+
+#define REF_AV(name, vtype, widen)                                                                  \
+    static void name(int hd, int nq, int nk, const float *p, int ldp, const vtype *v, int first,     \
+                     int nslots, float *out) {                                                     \
+        for (int i = 0; i < nq; i++) {                                                             \
+            float *o = out + (size_t)i * hd;                                                       \
+            memset(o, 0, sizeof(float) * (size_t)hd);                                              \
+            for (int j = 0, slot = first; j < nk; j++, slot = slot + 1 == nslots ? 0 : slot + 1) { \
+                const vtype *row = v + (size_t)slot * hd;                                          \
+                const float a = p[(size_t)i * ldp + j];                                            \
+                for (int e = 0; e < hd; e++) o[e] = fmaf(a, widen(row[e]), o[e]);                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+static inline float f32_id(float x) { return x; }
+REF_AV(ref_av_f16, uint16_t, pg_half_to_f32)
+REF_AV(ref_av_f32, float, f32_id)
 
 static uint64_t ref_mem_read(const void *p, size_t bytes) {
     const uint64_t *v = p;
@@ -391,6 +416,10 @@ void pg_kernels_fill_ref(pg_kernels *k) {
     k->axpy_f16 = ref_axpy_f16;
     k->f32_to_f16_row = ref_f32_to_f16_row;
     k->f16_to_f32_row = ref_f16_to_f32_row;
+    k->qk_f16 = ref_qk_f16;
+    k->qk_f32 = ref_qk_f32;
+    k->av_f16 = ref_av_f16;
+    k->av_f32 = ref_av_f32;
     k->mem_read = ref_mem_read;
 }
 

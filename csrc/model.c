@@ -65,7 +65,15 @@ static inline float gelu_table(float x) {
     return pg_half_to_f32(g_gelu_table[pg_f32_to_half(x)]);
 }
 
-static inline float round_f16(float x) { return pg_half_to_f32(pg_f32_to_half(x)); }
+/* x[i] = x[i] rounded to F16 (nearest even) and back, with the tier's vector conversions */
+static void round_rows_f16(float *x, int n) {
+    uint16_t h[256];
+    for (int i = 0; i < n; i += 256) {
+        int m = PG_MIN(256, n - i);
+        pg_f32_to_f16_row(m, x + i, h);
+        pg_f16_to_f32_row(m, h, x + i);
+    }
+}
 
 /* NEOX-style RoPE on one head: pairs (i, i + hd/2) rotate by angle theta_i.
  * precise: theta_i = (pos * pos_scale) * inv_freq[i], as transformers;
@@ -147,10 +155,24 @@ static void geglu_task(void *arg, int ith, int nth) {
     int64_t total = (int64_t)a->n * a->ctx->model->cfg.n_ff;
     int64_t per = (total + nth - 1) / nth, lo = PG_MIN(total, ith * per), hi = PG_MIN(total, lo + per);
     float *g = a->ctx->gate, *u = a->ctx->up;
-    if (a->ctx->precise)
+    if (a->ctx->precise) {
         for (int64_t i = lo; i < hi; i++) g[i] = gelu_tanh(g[i]) * u[i];
-    else
-        for (int64_t i = lo; i < hi; i++) g[i] = gelu_table(g[i]) * u[i];
+        return;
+    }
+    /* gelu_table() in blocks: the F16 conversions vectorised, the table read per element */
+    uint16_t h[256];
+    float t[256];
+    for (int64_t i0 = lo; i0 < hi; i0 += 256) {
+        const int m = (int)PG_MIN(256, hi - i0);
+        pg_f32_to_f16_row(m, g + i0, h);
+        for (int i = 0; i < m; i++) h[i] = g_gelu_table[h[i]];
+        pg_f16_to_f32_row(m, h, t);
+        for (int i = 0; i < m; i++) {
+            const float x = g[i0 + i];
+            const float y = x <= -10.0f ? 0.0f : x >= 10.0f ? x : t[i];
+            g[i0 + i] = y * u[i0 + i];
+        }
+    }
 }
 
 /* Per token and head: Gemma 3's q/k norms, RoPE, then the chunk's keys and
@@ -195,59 +217,71 @@ static void qk_prepare_task(void *arg, int ith, int nth) {
 }
 
 /* att[t, h] = softmax(softcap(q·K * scale) + mask) · V for every (token, head).
- * Default numerics follow llama.cpp's F16 path: the scaled query and the
- * softmax probabilities are rounded to F16 before their products with the
- * F16 cache, the softmax sum is accumulated in double. */
+ * One work item is a token and a KV head with all the query heads that share it
+ * (GQA), so each key and value row is read once for the group (kernels.h:
+ * qk_f16/av_f16).  Every (token, head) is computed by the same operations
+ * whatever the chunk or batch it is in.  Default numerics follow llama.cpp's F16
+ * path: the scaled query and the softmax probabilities are rounded to F16 before
+ * their products with the F16 cache, the softmax sum is accumulated in double. */
 static void attention_task(void *arg, int ith, int nth) {
     task *a = arg;
     struct pg_context *ctx = a->ctx;
     const pg_config *c = &ctx->model->cfg;
-    const int hd = c->head_dim, H = c->n_head, group = c->n_head / c->n_head_kv, l = a->layer;
+    const pg_kernels *k = pg_kernels_get();
+    const int hd = c->head_dim, H = c->n_head, Hkv = c->n_head_kv, group = H / Hkv, l = a->layer;
     const int precise = ctx->precise;
-    float *scores = ctx->scores + (int64_t)ith * ctx->n_ctx;
-    float qs[hd];                                   /* (hd) the scaled query */
+    float *scores = ctx->scores + (int64_t)ith * group * ctx->n_ctx;   /* (group, n_ctx) */
+    float qs[group * hd];                                              /* (group, hd) the scaled queries */
+    float s[group];
     int lo, hi;
-    split(a->n * H, ith, nth, &lo, &hi);
+    split(a->n * Hkv, ith, nth, &lo, &hi);
     for (int item = lo; item < hi; item++) {
-        int t = item / H, h = item % H, kvh = h / group;
+        const int t = item / Hkv, kvh = item % Hkv, h0 = kvh * group;
         const int64_t pos = row_pos(a, t);
         const struct pg_context *seq = row_seq(a, t);
         const int32_t cl = seq->cache_len[l];
         int64_t first = 0;
         if (c->is_sliding[l] && pos - c->sliding_window + 1 > 0) first = pos - c->sliding_window + 1;
-        const float *qh = ctx->q + ((int64_t)t * H + h) * hd;
+        const float *q = ctx->q + ((int64_t)t * H + h0) * hd;
         const size_t head_off = (size_t)kvh * cl * hd * ctx->kv_elem;
         const char *K = (const char *)seq->k_cache[l] + head_off;
         const char *V = (const char *)seq->v_cache[l] + head_off;
         const size_t row = (size_t)hd * ctx->kv_elem;
-        for (int i = 0; i < hd; i++) qs[i] = precise ? qh[i] : round_f16(qh[i] * c->query_scale);
+        if (precise) {
+            memcpy(qs, q, sizeof(float) * (size_t)group * hd);
+        } else {
+            for (int i = 0; i < group * hd; i++) qs[i] = q[i] * c->query_scale;
+            round_rows_f16(qs, group * hd);
+        }
         const float post_scale = precise ? c->query_scale : 1.0f;
-        int64_t n_keys = pos - first + 1;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const void *key = K + ((first + j) % cl) * row;
-            float s = (precise ? pg_dot_f32(hd, qs, key) : pg_dot_f32_f16(hd, qs, key)) * post_scale;
-            if (c->attn_softcap > 0) s = softcap(s, c->attn_softcap, precise);
-            scores[j] = s;
-            if (s > mx) mx = s;
-        }
-        double sum = 0;
-        for (int64_t j = 0; j < n_keys; j++) {
-            scores[j] = expf(scores[j] - mx);
-            sum += scores[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        float *out = ctx->att + ((int64_t)t * H + h) * hd;
-        memset(out, 0, sizeof(float) * hd);
-        for (int64_t j = 0; j < n_keys; j++) {
-            const void *val = V + ((first + j) % cl) * row;
-            if (precise) {
-                const float *vf = val, p = scores[j] * inv;
-                for (int i = 0; i < hd; i++) out[i] += p * vf[i];
-            } else {
-                pg_axpy_f16(hd, round_f16(scores[j] * inv), val, out);
+        const int n_keys = (int)(pos - first + 1), first_slot = (int)(first % cl);
+        float mx[group];
+        for (int h = 0; h < group; h++) mx[h] = -INFINITY;
+        for (int j = 0, slot = first_slot; j < n_keys; j++, slot = slot + 1 == cl ? 0 : slot + 1) {
+            const void *key = K + (size_t)slot * row;
+            if (precise) k->qk_f32(hd, group, qs, key, s);
+            else k->qk_f16(hd, group, qs, key, s);
+            for (int h = 0; h < group; h++) {
+                float v = s[h] * post_scale;
+                if (c->attn_softcap > 0) v = softcap(v, c->attn_softcap, precise);
+                scores[(size_t)h * ctx->n_ctx + j] = v;
+                if (v > mx[h]) mx[h] = v;
             }
         }
+        for (int h = 0; h < group; h++) {
+            float *sc = scores + (size_t)h * ctx->n_ctx;
+            double sum = 0;
+            for (int j = 0; j < n_keys; j++) {
+                sc[j] = expf(sc[j] - mx[h]);
+                sum += sc[j];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int j = 0; j < n_keys; j++) sc[j] *= inv;
+            if (!precise) round_rows_f16(sc, n_keys);
+        }
+        float *out = ctx->att + ((int64_t)t * H + h0) * hd;
+        if (precise) k->av_f32(hd, group, n_keys, scores, ctx->n_ctx, (const float *)V, first_slot, cl, out);
+        else k->av_f16(hd, group, n_keys, scores, ctx->n_ctx, (const uint16_t *)V, first_slot, cl, out);
     }
 }
 

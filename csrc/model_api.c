@@ -169,7 +169,8 @@ PG_API pg_status pg_context_create(pg_model *m, const pg_context_params *p, pg_c
     ctx->o = alloc_f32(B * D);
     ctx->gate = alloc_f32(B * F);
     ctx->up = alloc_f32(B * F);
-    ctx->scores = alloc_f32((int64_t)pg_pool_size(ctx->pool) * n_ctx);
+    /* attention scores: (threads, query heads per KV head, n_ctx) */
+    ctx->scores = alloc_f32((int64_t)pg_pool_size(ctx->pool) * (c->n_head / c->n_head_kv) * n_ctx);
     ctx->logits = alloc_f32(c->n_vocab);
     ok &= ctx->inv_freq_local && ctx->inv_freq_global && ctx->x && ctx->xn && ctx->q && ctx->k && ctx->v &&
           ctx->att && ctx->o && ctx->gate && ctx->up && ctx->scores && ctx->logits;

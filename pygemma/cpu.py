@@ -36,3 +36,8 @@ def forced_tier(name):
 
 def physical_cores():
     return lib.pg_cpu_physical_cores()
+
+
+def kernels_name():
+    """Name of the kernel set running now, e.g. "avx512-vnni-bf16", "avx2", "scalar"."""
+    return ffi.string(lib.pg_kernels_name()).decode()

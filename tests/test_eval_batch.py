@@ -16,6 +16,9 @@ from pygemma._ffi import check, ffi, lib  # noqa: E402
 from models import gemma2_hf_model, gemma3_hf_model, hf_logits, write_gguf_from_hf  # noqa: E402
 from models import random_token_ids as token_ids  # noqa: E402
 
+# every test runs on the native tier, on AVX2 and on scalar (tests/conftest.py cpu_tier)
+pytestmark = pytest.mark.usefixtures("cpu_tier")
+
 
 class Contexts:
     """A C model with several contexts (what the server's slots hold)."""

@@ -16,6 +16,9 @@ import pygemma  # noqa: E402
 from models import (gemma2_hf_model, gemma3_hf_model, hf_logits, softcap_effect,  # noqa: E402
                     write_gguf_from_hf)
 
+# every test runs on the native tier, on AVX2 and on scalar (tests/conftest.py cpu_tier)
+pytestmark = pytest.mark.usefixtures("cpu_tier")
+
 SEQ = 72          # 4.5 sliding windows of 16
 
 

@@ -14,16 +14,20 @@ pytest.importorskip("uvicorn")
 
 from server_util import live_server  # noqa: E402
 
+# every test runs on the native tier, on AVX2 and on scalar (tests/conftest.py cpu_tier)
+pytestmark = pytest.mark.usefixtures("cpu_tier")
+
 
 WORDS = ("river mountain kitchen violin rocket garden winter ocean forest engine castle "
          "pepper silver thunder meadow lantern").split()
 
 
 def _request(i):
-    # distinct first tokens (token prompts without BOS): no slot shares a prefix with another,
-    # so every prompt is evaluated the same way whichever slot it lands in
-    return {"prompt": f"{WORDS[i].capitalize()} is a word. Here is a sentence about it:",
-            "temperature": 0, "max_tokens": 8}
+    # distinct first tokens (token prompts without BOS): no slot shares a prefix with another;
+    # each prompt's greedy continuation repeats its own word, so the 16 replies differ on
+    # every CPU tier (a vaguer prompt made the 270M answer alike for half of them)
+    w = WORDS[i]
+    return {"prompt": f"{w.capitalize()} {i + 3}, {w} {i + 4}, {w} {i + 5},", "temperature": 0, "max_tokens": 8}
 
 
 def _completion(url, body):
@@ -43,7 +47,7 @@ def test_16_clients_on_4_slots(model_path):
             together = list(pool.map(lambda b: _completion(server.url, b), bodies))
         assert [r["choices"][0]["text"] for r in together] == alone
         assert all(r["usage"]["completion_tokens"] == 8 for r in together)
-        assert len(set(alone)) > 8                  # the outputs really differ
+        assert len(set(alone)) >= 12                # the outputs really differ
         assert httpx.get(server.url + "health").json()["busy"] == 0
 
 
