@@ -10,7 +10,9 @@ Build switches (environment variables, never argv):
 """
 import glob
 import os
+import platform
 import re
+import sysconfig
 
 from cffi import FFI
 
@@ -37,9 +39,21 @@ def compile_args():
         args += ["-O0", "-g"]
     else:
         args += ["-O3", "-g0"]
+        if arm64_gcc():
+            # GCC's early (pre-register-allocation) scheduler hoists the NEON
+            # tiles' loads and unpacking far ahead and spills dozens of vector
+            # registers per block; GCC 15 turns it off by default at -O2 for
+            # the same reason, but keeps it at -O3.
+            args += ["-fno-schedule-insns"]
     if os.environ.get("PYGEMMA_SANITIZE"):
         args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
     return args
+
+
+def arm64_gcc():
+    """Building for arm64 with GCC (clang has no such scheduler flag)."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or ""
+    return platform.machine().lower() in ("aarch64", "arm64") and "clang" not in cc
 
 
 def link_args():

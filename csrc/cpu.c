@@ -2,7 +2,9 @@
  *
  * This file is compiled without any -m flags so it runs on every x86-64/arm64
  * CPU.  AVX state must be enabled by the OS as well as by the CPU: CPUID says
- * what the silicon has, XGETBV says which register files the kernel saves. */
+ * what the silicon has, XGETBV says which register files the kernel saves.
+ * On arm64 the dotprod extension (SDOT) is read from the kernel's HWCAP bits,
+ * so a generic armv8-a build still uses SDOT on CPUs that have it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,16 @@ static uint64_t xgetbv0(void) {
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return ((uint64_t)edx << 32) | eax;
 }
+#endif
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#include <asm/hwcap.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)   /* SDOT/UDOT (older kernel headers lack the name) */
+#endif
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 static pg_cpu_flags g_flags;
@@ -51,8 +63,16 @@ static void probe(void) {
         if (os_avx512) g_flags.avx512bf16 = (a >> 5) & 1;
     }
 #elif defined(__aarch64__)
+    /* The dotprod kernels are compiled in whatever -march says (a target
+     * pragma), so ask the running CPU, not the compiler. */
     g_flags.neon = 1;
-#if defined(__ARM_FEATURE_DOTPROD)
+#if defined(__linux__)
+    g_flags.dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int has = 0;
+    size_t len = sizeof has;
+    g_flags.dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &len, NULL, 0) == 0 && has;
+#elif defined(__ARM_FEATURE_DOTPROD)
     g_flags.dotprod = 1;
 #endif
 #endif

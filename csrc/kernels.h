@@ -3,7 +3,7 @@
  * Internal.
  *
  * Each tier (kernels_ref.c = scalar reference; kernels_avx2*.c;
- * kernels_avx512*.c with the panel tiles for batches; kernels_neon.c) fills a
+ * kernels_avx512*.c with the panel tiles for batches; kernels_neon*.c) fills a
  * pg_kernels table; entries a tier does not accelerate keep the scalar
  * reference.  pg_kernels_get() returns
  * the table of the tier active now (pg_cpu_tier_active()), so tests can switch
@@ -170,6 +170,10 @@ int pg_kernels_fill_neon(pg_kernels *k, int dotprod);
 /* The quantized-type halves of the x86 tiers (kernels_*_quant.c). */
 void pg_avx512_fill_quant(pg_kernels *k, int vnni);
 void pg_avx2_fill_quant(pg_kernels *k);
+/* The quantized-type half of the NEON tier (kernels_neon_q.h): plain
+ * (kernels_neon.c) and SDOT (kernels_neon_dp.c, only for CPUs with dotprod). */
+void pg_neon_fill_quant(pg_kernels *k);
+void pg_neon_fill_quant_dp(pg_kernels *k);
 /* The panel paths for batches (kernels_*_panel.c). */
 void pg_avx2_fill_panel(pg_kernels *k);
 
