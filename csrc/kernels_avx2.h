@@ -241,6 +241,11 @@ INLINE __m256i pg2_k_chunk(const int T, const uint8_t *blk, const int c) {
     return _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * qd), m3), 4));
 }
 
+/* Q4_K/Q5_K scale one group of 32 values each: the 32-bit word c of the
+ * doubled 16-bit scales is (sc_c | sc_c << 16), so a broadcast load of it is
+ * the scale vector of chunk c (no shuffles). */
+INLINE int pg2_k_scale32(const int T) { return T == PG_TYPE_Q4_K || T == PG_TYPE_Q5_K; }
+
 /* 16-bit lanes 0..7 take scale 2c, lanes 8..15 scale 2c+1 (c = 0..7) */
 INLINE __m256i pg2_k_scale_vec(__m256i sc, const int c) {
     __m256i half = c < 4 ? _mm256_permute2x128_si256(sc, sc, 0x00) : _mm256_permute2x128_si256(sc, sc, 0x11);
@@ -251,5 +256,13 @@ INLINE __m256i pg2_k_scale_vec(__m256i sc, const int c) {
                                          2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1, 2 * w1, 2 * w1 + 1);
     return _mm256_shuffle_epi8(half, pat);
 }
+
+/* kernels_avx2_matvec.c: one-token products in the canonical order; work is
+ * the calling thread's scratch of at least pg_avx2_matvec_work_a/k(n) bytes. */
+typedef void pg2_matvec_fn(int64_t n, float *y, const void *w, size_t ldw, int nr, const void *x, void *work);
+size_t pg_avx2_matvec_work_a(int64_t n);
+size_t pg_avx2_matvec_work_k(int64_t n);
+pg2_matvec_fn pg_avx2_matvec_q4_0, pg_avx2_matvec_q4_1, pg_avx2_matvec_q5_0, pg_avx2_matvec_q5_1, pg_avx2_matvec_q8_0;
+pg2_matvec_fn pg_avx2_matvec_q2k, pg_avx2_matvec_q3k, pg_avx2_matvec_q4k, pg_avx2_matvec_q5k, pg_avx2_matvec_q6k;
 
 #endif

@@ -122,7 +122,10 @@ typedef struct {
     float d, m;
 } arep;
 
-static size_t a_work(int64_t n) { return (size_t)P_RM * (size_t)(n / 32) * sizeof(arep); }
+/* The work buffer serves the panels' repacked rows and the mat-vec's buffers (the same kernel entry). */
+static size_t a_work(int64_t n) {
+    return PG_MAX((size_t)P_RM * (size_t)(n / 32) * sizeof(arep), pg_avx2_matvec_work_a(n));
+}
 
 INLINE void a_repack(const int T, const uint8_t *src, int64_t nb, arep *dst) {
     for (int64_t b = 0; b < nb; b++) {
@@ -200,7 +203,9 @@ typedef struct {
     float d, dmin;
 } krep;
 
-static size_t k_work(int64_t n) { return (size_t)P_RM * (size_t)(n / 256) * sizeof(krep); }
+static size_t k_work(int64_t n) {
+    return PG_MAX((size_t)P_RM * (size_t)(n / 256) * sizeof(krep), pg_avx2_matvec_work_k(n));
+}
 
 INLINE void k_repack(const int T, const uint8_t *src, int64_t nb, krep *dst) {
     for (int64_t b = 0; b < nb; b++) {

@@ -238,9 +238,12 @@ INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8
             d[i] = kd.d;
             nmin[i] = -kd.dmin;
             __m256i s[4];
+            int32_t sw[8];
+            if (pg2_k_scale32(T)) _mm256_storeu_si256((__m256i *)sw, kd.sc);
             UNROLL for (int j = 0; j < C; j++) s[j] = _mm256_setzero_si256();
             UNROLL for (int c = 0; c < 8; c++) {
-                __m256i wq = pg2_k_chunk(T, blk, c), sv = pg2_k_scale_vec(kd.sc, c);
+                __m256i wq = pg2_k_chunk(T, blk, c);
+                __m256i sv = pg2_k_scale32(T) ? _mm256_set1_epi32(sw[c]) : pg2_k_scale_vec(kd.sc, c);
                 UNROLL for (int j = 0; j < C; j++) {
                     __m256i xq = _mm256_loadu_si256((const __m256i *)(xr[j] + 256 * b + 32 * c));
                     s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), sv));
@@ -282,12 +285,11 @@ INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8
         }                                                                                              \
     }
 
-/* 1 token: 8 rows a tile; 2-3: 4 rows x 2 tokens; 4 and more: 2 rows x 4 tokens */
-#define DOT_GEMM(name, tile, T)                                                                        \
+/* 1 token: kernels_avx2_matvec.c; 2-3: 4 rows x 2 tokens; 4 and more: 2 rows x 4 tokens */
+#define DOT_GEMM(name, tile, T, matvec)                                                                \
     static void name(GEMM_ARGS) {                                                                      \
-        (void)work;                                                                                    \
         if (nc == 1) {                                                                                 \
-            SWEEP_RC(tile, T, 8, 1);                                                                   \
+            matvec(n, y, w, ldw, nr, x, work);                                                         \
         } else if (nc < 4) {                                                                           \
             SWEEP_RC(tile, T, 4, 2);                                                                   \
         } else {                                                                                       \
@@ -295,16 +297,16 @@ INLINE void k_tile(const int T, const int R, const int C, int64_t n, const uint8
         }                                                                                              \
     }
 
-DOT_GEMM(gemm_q4_0, a_tile_pairs, PG_TYPE_Q4_0)
-DOT_GEMM(gemm_q4_1, a_tile_pairs, PG_TYPE_Q4_1)
-DOT_GEMM(gemm_q5_0, a_tile_pairs, PG_TYPE_Q5_0)
-DOT_GEMM(gemm_q5_1, a_tile_pairs, PG_TYPE_Q5_1)
-DOT_GEMM(gemm_q8_0, a_tile, PG_TYPE_Q8_0)
-DOT_GEMM(gemm_q2k, k_tile, PG_TYPE_Q2_K)
-DOT_GEMM(gemm_q3k, k_tile, PG_TYPE_Q3_K)
-DOT_GEMM(gemm_q4k, k_tile, PG_TYPE_Q4_K)
-DOT_GEMM(gemm_q5k, k_tile, PG_TYPE_Q5_K)
-DOT_GEMM(gemm_q6k, k_tile, PG_TYPE_Q6_K)
+DOT_GEMM(gemm_q4_0, a_tile_pairs, PG_TYPE_Q4_0, pg_avx2_matvec_q4_0)
+DOT_GEMM(gemm_q4_1, a_tile_pairs, PG_TYPE_Q4_1, pg_avx2_matvec_q4_1)
+DOT_GEMM(gemm_q5_0, a_tile_pairs, PG_TYPE_Q5_0, pg_avx2_matvec_q5_0)
+DOT_GEMM(gemm_q5_1, a_tile_pairs, PG_TYPE_Q5_1, pg_avx2_matvec_q5_1)
+DOT_GEMM(gemm_q8_0, a_tile, PG_TYPE_Q8_0, pg_avx2_matvec_q8_0)
+DOT_GEMM(gemm_q2k, k_tile, PG_TYPE_Q2_K, pg_avx2_matvec_q2k)
+DOT_GEMM(gemm_q3k, k_tile, PG_TYPE_Q3_K, pg_avx2_matvec_q3k)
+DOT_GEMM(gemm_q4k, k_tile, PG_TYPE_Q4_K, pg_avx2_matvec_q4k)
+DOT_GEMM(gemm_q5k, k_tile, PG_TYPE_Q5_K, pg_avx2_matvec_q5k)
+DOT_GEMM(gemm_q6k, k_tile, PG_TYPE_Q6_K, pg_avx2_matvec_q6k)
 
 void pg_avx2_fill_quant(pg_kernels *k) {
     /* mr = 8: mat-vec chunks are whole 8-row tiles; nr = 4 tokens */

@@ -54,6 +54,16 @@ typedef void (*pg512_krepack_fn)(const uint8_t *src, int64_t nb, void *dst);
 pg512_arepack_fn pg512_arepack_of(int type, int vnni);
 pg512_krepack_fn pg512_krepack_of(int type);
 
+/* kernels_avx512_matvec.c: one-token products in the canonical order
+ * (kernels_matvec_x86.h); work: pg_avx2_matvec_work_a/k(n) bytes. */
+typedef void pg512_matvec_fn(int64_t n, float *y, const void *w, size_t ldw, int nr, const void *x, void *work);
+pg512_matvec_fn pg512_matvec_q4_0, pg512_matvec_q4_1, pg512_matvec_q5_0, pg512_matvec_q5_1, pg512_matvec_q8_0;
+pg512_matvec_fn pg512_matvec_q2k, pg512_matvec_q3k, pg512_matvec_q4k, pg512_matvec_q5k, pg512_matvec_q6k;
+pg512_matvec_fn pg512_matvec_q4_0_vnni, pg512_matvec_q4_1_vnni, pg512_matvec_q5_0_vnni, pg512_matvec_q5_1_vnni,
+    pg512_matvec_q8_0_vnni;
+pg512_matvec_fn pg512_matvec_q2k_vnni, pg512_matvec_q3k_vnni, pg512_matvec_q4k_vnni, pg512_matvec_q5k_vnni,
+    pg512_matvec_q6k_vnni;
+
 /* The panel path (kernels_avx512_panel.c): fills the pfn/to_panel entries. */
 void pg512_fill_panel(pg_kernels *k, int vnni);
 

@@ -64,7 +64,8 @@ INLINE __m512 pair_bcast(const float *p, const int two) {
 /* ====================================================================== */
 
 #define A_RM 4
-static size_t a_work(int64_t n) { return A_RM * pg512_arow_bytes(n); }
+/* the panels' repacked rows, or the mat-vec's buffers (the same kernel entry) */
+static size_t a_work(int64_t n) { return PG_MAX(A_RM * pg512_arow_bytes(n), pg_avx2_matvec_work_a(n)); }
 
 /* 2 x 16 packed nibble bytes -> [lo0 | hi0 | lo1 | hi1], i.e. 64 values in
  * element order: broadcast loads and masked ops, no port-5 shuffle */
@@ -310,12 +311,11 @@ INLINE void a_tile(const int T, const int R, const int C, const int vnni, int64_
         }                                                                                              \
     }
 
-/* 1 token: 16 rows a tile; 2-3: 8 rows x 2 tokens; 4 and more: 4 x 4 */
-#define DOT_GEMM(name, tile, T, vnni)                                                                  \
+/* 1 token: kernels_avx512_matvec.c; 2-3: 8 rows x 2 tokens; 4 and more: 4 x 4 */
+#define DOT_GEMM(name, tile, T, vnni, matvec)                                                          \
     static void name(GEMM_ARGS) {                                                                      \
-        (void)work;                                                                                    \
         if (nc == 1) {                                                                                 \
-            SWEEP_RC(tile, T, vnni, 16, 1);                                                            \
+            matvec(n, y, w, ldw, nr, x, work);                                                         \
         } else if (nc < 4) {                                                                           \
             SWEEP_RC(tile, T, vnni, 8, 2);                                                             \
         } else {                                                                                       \
@@ -323,9 +323,9 @@ INLINE void a_tile(const int T, const int R, const int C, const int vnni, int64_
         }                                                                                              \
     }
 
-#define A_GEMM(t, T)                              \
-    DOT_GEMM(gemm_##t, a_tile, T, 0)              \
-    DOT_GEMM(gemm_##t##_vnni, a_tile, T, 1)
+#define A_GEMM(t, T)                                                 \
+    DOT_GEMM(gemm_##t, a_tile, T, 0, pg512_matvec_##t)               \
+    DOT_GEMM(gemm_##t##_vnni, a_tile, T, 1, pg512_matvec_##t##_vnni)
 A_GEMM(q4_0, PG_TYPE_Q4_0)
 A_GEMM(q4_1, PG_TYPE_Q4_1)
 A_GEMM(q5_0, PG_TYPE_Q5_0)
@@ -337,7 +337,7 @@ A_GEMM(q8_0, PG_TYPE_Q8_0)
 /* ====================================================================== */
 
 /* work rows for the panel tiles (pg512_kpb blocks) */
-static size_t k_work(int64_t n) { return 4 * (size_t)(n / 256) * sizeof(pg512_kpb); }
+static size_t k_work(int64_t n) { return PG_MAX(4 * (size_t)(n / 256) * sizeof(pg512_kpb), pg_avx2_matvec_work_k(n)); }
 
 /* Decoded scales of a block: 16-bit scale and minimum multiplier of each
  * group of 16 values (the convention of pg_kscales in kernels.h). */
@@ -573,9 +573,9 @@ INLINE void k_tile(const int T, const int R, const int C, const int vnni, int64_
     store_lanes(R, C, acc, y, ldy, nr, nc);
 }
 
-#define K_GEMM(t, T)                              \
-    DOT_GEMM(gemm_##t, k_tile, T, 0)              \
-    DOT_GEMM(gemm_##t##_vnni, k_tile, T, 1)
+#define K_GEMM(t, T)                                                 \
+    DOT_GEMM(gemm_##t, k_tile, T, 0, pg512_matvec_##t)               \
+    DOT_GEMM(gemm_##t##_vnni, k_tile, T, 1, pg512_matvec_##t##_vnni)
 K_GEMM(q2k, PG_TYPE_Q2_K)
 K_GEMM(q3k, PG_TYPE_Q3_K)
 K_GEMM(q4k, PG_TYPE_Q4_K)
