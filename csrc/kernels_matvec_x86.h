@@ -23,6 +23,14 @@
 
 #include <stddef.h>
 
+/* The rows of a chunk are one stream (contiguous in the tensor) consumed a pair of
+ * rows at a time; while a pair's `bytes` from offset `done` of each row are processed,
+ * the same share of the stream PF_AHEAD(ldw) bytes further on is prefetched. */
+INLINE void stream_prefetch(const uint8_t *pair, size_t ldw, size_t done, size_t bytes) {
+    const uint8_t *p = pair + PF_AHEAD(ldw) + 2 * done;
+    for (size_t c = 0; c < 2 * bytes; c += 64) PREFETCH(p + c);
+}
+
 /* VNNI on ymm (AVX512_VNNI + VL); only reached in the vnni instantiations */
 INLINE __m256i mv_dpbusd(__m256i acc, __m256i u, __m256i s) {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
@@ -128,7 +136,6 @@ INLINE void a_group(const int T, const int vnni, const int full, const uint8_t *
     const size_t bb = pg2_a_block_bytes(T);
     const int cnt = full ? 8 : (int)(nb - b0);
     const __m256i ones = _mm256_set1_epi16(1);
-    for (size_t c = 0; c < 8 * bb; c += 64) PREFETCH(row + b0 * bb + c);
     __m256i isum;
     if (T != PG_TYPE_Q8_0) {
         __m256i p[4];
@@ -202,6 +209,7 @@ INLINE void a_matvec(const int T, const int vnni, int64_t n, float *y, const uin
             const uint8_t *r0 = w + (size_t)PG_MIN(r + i, nr - 1) * ldw, *r1 = w + (size_t)PG_MIN(r + i + 1, nr - 1) * ldw;
             const int64_t nfull = nb / 8;
             for (int64_t g = 0; g < nfull; g++) {
+                stream_prefetch(r0, ldw, (size_t)(8 * g) * pg2_a_block_bytes(T), 8 * pg2_a_block_bytes(T));
                 a_group(T, vnni, 1, r0, 8 * g, nb, x, xr, ib + i * ld, db + i * ld, mb + i * ld);
                 a_group(T, vnni, 1, r1, 8 * g, nb, x, xr, ib + (i + 1) * ld, db + (i + 1) * ld, mb + (i + 1) * ld);
             }
@@ -252,7 +260,6 @@ static size_t mv_work_k(int64_t n) {
  * (minimum multipliers x bsums), and the block's d and -dmin. */
 INLINE void k_block(const int T, const int vnni, const uint8_t *blk, const uint8_t *x, const int16_t *xbs, int64_t b,
                     __m256i *pi, __m256i *pm, float *d, float *nmin) {
-    UNROLL for (int c = 0; c < (int)pg2_k_block_bytes(T); c += 64) PREFETCH(blk + c);
     pg2_kdec kd = pg2_k_dec(T, blk);
     int32_t sw[8];
     if (pg2_k_scale32(T)) _mm256_storeu_si256((__m256i *)sw, kd.sc);
@@ -286,6 +293,7 @@ INLINE void k_matvec(const int T, const int vnni, int64_t n, float *y, const uin
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t b0 = 8 * g;
                 const int cnt = (int)PG_MIN(8, nb - b0);      /* blocks in this group (a row's last may have fewer) */
+                stream_prefetch(r0, ldw, (size_t)b0 * bb, (size_t)cnt * bb);
                 __m256i pi0[8], pm0[8], pi1[8], pm1[8];
                 for (int l = cnt; l < 8; l++) pi0[l] = pm0[l] = pi1[l] = pm1[l] = _mm256_setzero_si256();
 #pragma GCC unroll 1
