@@ -118,6 +118,15 @@ static inline int64_t row_pos(const task *a, int t) {
     return a->seqs ? a->seqs[t]->n_past : a->ctx->n_past + t;
 }
 
+/* Run fn on the pool, or on the caller alone when the job is about `cost`
+ * element operations too few to pay for waking the other threads (decoding's
+ * norms, RoPE and GeGLU of one token; a few microseconds each). */
+#define PG_SERIAL_COST 32768
+static void run_tasks(struct pg_context *ctx, pg_pool_fn fn, void *arg, int64_t cost) {
+    if (cost < PG_SERIAL_COST) fn(arg, 0, 1);
+    else pg_pool_run(ctx->pool, fn, arg);
+}
+
 static void split(int total, int ith, int nth, int *lo, int *hi) {
     int per = (total + nth - 1) / nth;
     *lo = PG_MIN(total, ith * per);
@@ -146,7 +155,7 @@ static void norm_rows_task(void *arg, int ith, int nth) {
 static void norm_rows(struct pg_context *ctx, int n, const float *w, const float *src, float *dst, int width,
                       int add) {
     task a = {.ctx = ctx, .n = n, .norm_w = w, .src = src, .dst = dst, .width = width, .add = add};
-    pg_pool_run(ctx->pool, norm_rows_task, &a);
+    run_tasks(ctx, norm_rows_task, &a, (int64_t)n * width);
 }
 
 /* gate (n, F) = gelu(gate) * up, split by elements. */
@@ -298,6 +307,14 @@ static pg_status matmul(struct pg_context *ctx, const pg_matrix *w, const float 
     return pg_matmul(ctx->pool, w->type, w->data, w->rows, w->cols, x, n, y);
 }
 
+/* Products of one input in one dispatch (Q/K/V, gate/up): y_i (n, rows_i) = x @ W_i^T */
+static pg_status matmul_group(struct pg_context *ctx, const float *x, int n, int count, const pg_matrix *const *w,
+                              float *const *y) {
+    pg_mm_out m[PG_MM_GROUP_MAX];
+    for (int i = 0; i < count; i++) m[i] = (pg_mm_out){w[i]->type, w[i]->data, w[i]->rows, y[i]};
+    return pg_matmul_group(ctx->pool, m, count, w[0]->cols, x, n);
+}
+
 /* ---- the forward pass ---------------------------------------------------------------- */
 
 static pg_status embed(struct pg_context *ctx, const int32_t *tokens, int n) {
@@ -324,19 +341,20 @@ static pg_status layer_forward(struct pg_context *ctx, struct pg_context *const 
 
     /* attention block */
     norm_rows(ctx, n, L->attn_norm, ctx->x, ctx->xn, D, 0);
-    PG_TRY(matmul(ctx, &L->wq, ctx->xn, n, ctx->q));
-    PG_TRY(matmul(ctx, &L->wk, ctx->xn, n, ctx->k));
-    PG_TRY(matmul(ctx, &L->wv, ctx->xn, n, ctx->v));
-    pg_pool_run(ctx->pool, qk_prepare_task, &a);
-    pg_pool_run(ctx->pool, attention_task, &a);
+    PG_TRY(matmul_group(ctx, ctx->xn, n, 3, (const pg_matrix *[]){&L->wq, &L->wk, &L->wv},
+                        (float *[]){ctx->q, ctx->k, ctx->v}));
+    run_tasks(ctx, qk_prepare_task, &a, (int64_t)n * (c->n_head + c->n_head_kv) * c->head_dim * 4);
+    /* attention: about n * heads * keys * head_dim (keys: at most the cache) */
+    run_tasks(ctx, attention_task, &a, (int64_t)n * c->n_head * c->head_dim * PG_MIN(ctx->n_past + n, ctx->n_ctx) +
+                                       (seqs ? PG_SERIAL_COST : 0));
     PG_TRY(matmul(ctx, &L->wo, ctx->att, n, ctx->o));
     norm_rows(ctx, n, L->post_attn_norm, ctx->o, ctx->x, D, 1);
 
     /* feed-forward block: GeGLU */
     norm_rows(ctx, n, L->ffn_norm, ctx->x, ctx->xn, D, 0);
-    PG_TRY(matmul(ctx, &L->w_gate, ctx->xn, n, ctx->gate));
-    PG_TRY(matmul(ctx, &L->w_up, ctx->xn, n, ctx->up));
-    pg_pool_run(ctx->pool, geglu_task, &a);
+    PG_TRY(matmul_group(ctx, ctx->xn, n, 2, (const pg_matrix *[]){&L->w_gate, &L->w_up},
+                        (float *[]){ctx->gate, ctx->up}));
+    run_tasks(ctx, geglu_task, &a, (int64_t)n * c->n_ff * 4);
     PG_TRY(matmul(ctx, &L->w_down, ctx->gate, n, ctx->o));
     norm_rows(ctx, n, L->post_ffn_norm, ctx->o, ctx->x, D, 1);
     return PG_OK;
@@ -380,7 +398,7 @@ pg_status pg_forward_rows(struct pg_context *ctx, struct pg_context *const *seqs
     PG_TRY(matmul(ctx, &w->output, ctx->xn, m, dst));
     if (c->final_softcap > 0) {
         task a = {.ctx = ctx, .n = m, .dst = dst, .width = (int)w->output.rows};
-        pg_pool_run(ctx->pool, softcap_task, &a);
+        run_tasks(ctx, softcap_task, &a, (int64_t)m * w->output.rows * 8);
     }
     if (logits_out) memcpy(ctx->logits, logits_out + (int64_t)(n - 1) * w->output.rows,
                            sizeof(float) * w->output.rows);

@@ -138,6 +138,19 @@ PG_API int pg_pool_size(const pg_pool *pool);
 PG_API pg_status pg_matmul(pg_pool *pool, int wtype, const void *w, int64_t rows, int64_t cols,
                            const float *x, int64_t ntok, float *y);
 
+/* Several products of the same x in one dispatch (the forward pass's Q/K/V and
+ * gate/up): y_i = x @ W_i^T, each exactly as pg_matmul computes it.
+ *   w: (rows, cols) of `type`; y: (ntok, rows) float32 */
+typedef struct {
+    int type;
+    const void *w;
+    int64_t rows;
+    float *y;
+} pg_mm_out;
+#define PG_MM_GROUP_MAX 4
+PG_API pg_status pg_matmul_group(pg_pool *pool, const pg_mm_out *mats, int n_mats, int64_t cols, const float *x,
+                                 int64_t ntok);
+
 /* CDEF END */
 
 /* CDEF BEGIN */

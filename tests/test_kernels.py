@@ -446,3 +446,45 @@ def test_neon_tier_under_qemu(tmp_path, march):
         if march == "armv8-a" and not has_dotprod:
             break                          # one CPU model without dotprod is enough
     assert ran >= 1, f"qemu offers none of {NEON_CPUS[march]}"
+
+
+# ---------------------------------------------------------------- grouped products
+
+@pytest.mark.parametrize("names", [("Q5_0", "Q5_0", "Q8_0"), ("Q4_K", "Q6_K"), ("Q4_0", "Q4_K", "F16", "BF16"),
+                                   ("F32",)])
+@pytest.mark.parametrize("tier,generic", tier_variants())
+def test_matmul_group_equals_separate_products(pools, names, tier, generic):
+    """pg_matmul_group (the forward pass's Q/K/V and gate/up) gives every product
+    bit for bit what pg_matmul gives it alone, mixed types and formats included."""
+    rng = np.random.default_rng(zlib.crc32(f"group/{names}/{tier}".encode()))
+    cols = 512
+    for ntok in (1, 3, 9, 40):
+        x = rng.standard_normal((ntok, cols)).astype(np.float32)
+        xs = np.ascontiguousarray(x)
+        raws = [rand_weights(rng, n, int(rng.integers(5, 70)), cols) for n in names]
+        outs = [np.full((ntok, r.shape[0]), np.nan, np.float32) for r in raws]
+        with Kernels(tier, generic):
+            mats = ffi.new("pg_mm_out[]", len(names))
+            for i, (n, r, y) in enumerate(zip(names, raws, outs)):
+                mats[i].type = lib.pg_type_from_name(n.encode())
+                mats[i].w = ffi.from_buffer(r)
+                mats[i].rows = r.shape[0]
+                mats[i].y = ffi.cast("float *", ffi.from_buffer(y))
+            check(lib.pg_matmul_group(pools[2], mats, len(names), cols, ffi.cast("float *", ffi.from_buffer(xs)), ntok))
+            for n, r, y in zip(names, raws, outs):
+                assert np.array_equal(y, matmul(pools[3], n, r, r.shape[0], cols, x)), f"{n} ntok={ntok}"
+
+
+def test_matmul_group_rejects_bad_groups(pools):
+    x = ffi.new("float[]", 256)
+    mats = ffi.new("pg_mm_out[]", 5)
+    with pytest.raises(ValueError, match=r"5 products in a group"):
+        check(lib.pg_matmul_group(pools[1], mats, 5, 256, x, 1))
+    with pytest.raises(ValueError, match=r"0 products in a group"):
+        check(lib.pg_matmul_group(pools[1], mats, 0, 256, x, 1))
+    w = ffi.new("uint8_t[]", 4096)
+    y = ffi.new("float[]", 64)
+    mats[0] = (lib.pg_type_from_name(b"Q4_K"), w, 4, y)
+    mats[1] = (lib.pg_type_from_name(b"Q4_K"), ffi.NULL, 4, y)
+    with pytest.raises(ValueError, match="NULL weights"):
+        check(lib.pg_matmul_group(pools[1], mats, 2, 256, x, 1))
