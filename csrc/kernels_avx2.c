@@ -336,7 +336,7 @@ static uint64_t v_mem_read(const void *p, size_t bytes) {
     const __m256i *v = p;
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
     for (size_t i = 0; i + 8 <= bytes / 32; i += 8) {
-        _mm_prefetch((const char *)(v + i + 64), _MM_HINT_T0);   /* 2 KB ahead */
+        /* plain loads: the hardware prefetcher alone streams fastest (a T0 software prefetch measured ~10% lower) */
         a = _mm256_xor_si256(a, _mm256_xor_si256(_mm256_load_si256(v + i), _mm256_load_si256(v + i + 4)));
         b = _mm256_xor_si256(b, _mm256_xor_si256(_mm256_load_si256(v + i + 1), _mm256_load_si256(v + i + 5)));
         c = _mm256_xor_si256(c, _mm256_xor_si256(_mm256_load_si256(v + i + 2), _mm256_load_si256(v + i + 6)));

@@ -21,14 +21,19 @@
 #ifndef PG_KERNELS_MATVEC_X86_H
 #define PG_KERNELS_MATVEC_X86_H
 
+#ifndef MV_ROWS
+#define MV_ROWS 2          /* rows of a tile processed side by side */
+#endif
+
 #include <stddef.h>
 
 /* The rows of a chunk are one stream (contiguous in the tensor) consumed a pair of
  * rows at a time; while a pair's `bytes` from offset `done` of each row are processed,
  * the same share of the stream PF_AHEAD(ldw) bytes further on is prefetched. */
 INLINE void stream_prefetch(const uint8_t *pair, size_t ldw, size_t done, size_t bytes) {
-    const uint8_t *p = pair + PF_AHEAD(ldw) + 2 * done;
-    for (size_t c = 0; c < 2 * bytes; c += 64) PREFETCH(p + c);
+    if (!PF_AHEAD(ldw)) return;
+    const uint8_t *p = pair + PF_AHEAD(ldw) + MV_ROWS * done;
+    for (size_t c = 0; c < MV_ROWS * bytes; c += 64) PREFETCH(p + c);
 }
 
 /* VNNI on ymm (AVX512_VNNI + VL); only reached in the vnni instantiations */
@@ -203,19 +208,21 @@ INLINE void a_matvec(const int T, const int vnni, int64_t n, float *y, const uin
             _mm256_store_si256((__m256i *)(xr + 32 * b + 32), hi);
         }
     for (int r = 0; r < nr; r += 8) {
-        /* two rows side by side (two streams; independent work for the out-of-order core) */
+        /* MV_ROWS rows side by side (independent work for the out-of-order core) */
 #pragma GCC unroll 1
-        for (int i = 0; i < 8; i += 2) {
+        for (int i = 0; i < 8; i += MV_ROWS) {
             const uint8_t *r0 = w + (size_t)PG_MIN(r + i, nr - 1) * ldw, *r1 = w + (size_t)PG_MIN(r + i + 1, nr - 1) * ldw;
             const int64_t nfull = nb / 8;
             for (int64_t g = 0; g < nfull; g++) {
                 stream_prefetch(r0, ldw, (size_t)(8 * g) * pg2_a_block_bytes(T), 8 * pg2_a_block_bytes(T));
                 a_group(T, vnni, 1, r0, 8 * g, nb, x, xr, ib + i * ld, db + i * ld, mb + i * ld);
-                a_group(T, vnni, 1, r1, 8 * g, nb, x, xr, ib + (i + 1) * ld, db + (i + 1) * ld, mb + (i + 1) * ld);
+                if (MV_ROWS > 1)
+                    a_group(T, vnni, 1, r1, 8 * g, nb, x, xr, ib + (i + 1) * ld, db + (i + 1) * ld, mb + (i + 1) * ld);
             }
             if (nfull < ng) {
                 a_group(T, vnni, 0, r0, 8 * nfull, nb, x, xr, ib + i * ld, db + i * ld, mb + i * ld);
-                a_group(T, vnni, 0, r1, 8 * nfull, nb, x, xr, ib + (i + 1) * ld, db + (i + 1) * ld, mb + (i + 1) * ld);
+                if (MV_ROWS > 1)
+                    a_group(T, vnni, 0, r1, 8 * nfull, nb, x, xr, ib + (i + 1) * ld, db + (i + 1) * ld, mb + (i + 1) * ld);
             }
         }
         __m256 acc = _mm256_setzero_ps();
@@ -286,9 +293,9 @@ INLINE void k_matvec(const int T, const int vnni, int64_t n, float *y, const uin
     const float *xd = pg_act_q8_d(x, n);
     const int16_t *xbs = pg_act_q8_bsums(x, n);
     for (int r = 0; r < nr; r += 8) {
-        /* two rows side by side (two streams; independent work for the out-of-order core) */
+        /* MV_ROWS rows side by side (independent work for the out-of-order core) */
 #pragma GCC unroll 1
-        for (int i = 0; i < 8; i += 2) {
+        for (int i = 0; i < 8; i += MV_ROWS) {
             const uint8_t *r0 = w + (size_t)PG_MIN(r + i, nr - 1) * ldw, *r1 = w + (size_t)PG_MIN(r + i + 1, nr - 1) * ldw;
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t b0 = 8 * g;
@@ -300,12 +307,15 @@ INLINE void k_matvec(const int T, const int vnni, int64_t n, float *y, const uin
                 for (int l = 0; l < cnt; l++) {
                     const int64_t b = b0 + l;
                     k_block(T, vnni, r0 + b * bb, x, xbs, b, &pi0[l], &pm0[l], db + i * ld + b, nb_ + i * ld + b);
-                    k_block(T, vnni, r1 + b * bb, x, xbs, b, &pi1[l], &pm1[l], db + (i + 1) * ld + b, nb_ + (i + 1) * ld + b);
+                    if (MV_ROWS > 1)
+                        k_block(T, vnni, r1 + b * bb, x, xbs, b, &pi1[l], &pm1[l], db + (i + 1) * ld + b, nb_ + (i + 1) * ld + b);
                 }
                 _mm256_storeu_si256((__m256i *)(ib + i * ld + b0), pg2_reduce8(pi0));
                 _mm256_storeu_si256((__m256i *)(mb + i * ld + b0), pg2_reduce8(pm0));
-                _mm256_storeu_si256((__m256i *)(ib + (i + 1) * ld + b0), pg2_reduce8(pi1));
-                _mm256_storeu_si256((__m256i *)(mb + (i + 1) * ld + b0), pg2_reduce8(pm1));
+                if (MV_ROWS > 1) {
+                    _mm256_storeu_si256((__m256i *)(ib + (i + 1) * ld + b0), pg2_reduce8(pi1));
+                    _mm256_storeu_si256((__m256i *)(mb + (i + 1) * ld + b0), pg2_reduce8(pm1));
+                }
             }
         }
         __m256 acc = _mm256_setzero_ps();

@@ -140,6 +140,17 @@ static void plan_chunks(mm_part *j, int64_t ntok, int nth, int mr, int nr, int64
     j->n_chunks = j->n_rchunks * ((ntok + j->nc - 1) / j->nc);
 }
 
+/* Tokens per chunk on the panel path: the chunk's panels (re-read by every row tile)
+ * should stay in L2, about PG_MM_PANEL_L2 bytes, and each weight row (repacked once per
+ * chunk) should serve as many tokens as possible: 32..512 tokens. */
+#ifndef PG_MM_PANEL_L2
+#define PG_MM_PANEL_L2 (640 << 10)
+#endif
+static int64_t panel_tokens(size_t panel_bytes, int panel_cols) {
+    int64_t panels = (int64_t)(PG_MM_PANEL_L2 / PG_MAX(panel_bytes, (size_t)1));
+    return PG_MIN(PG_MAX(panels * panel_cols, 32), 512);
+}
+
 static pg_status check_product(const pg_kernels *k, const pg_mm_out *m, int64_t cols, int64_t ntok) {
     const pg_type_traits *tr = pg_type_traits_get(m->type);
     const char *tname = tr ? tr->name : "unknown";
@@ -256,7 +267,8 @@ PG_API pg_status pg_matmul_group(pg_pool *pool, const pg_mm_out *mats, int n_mat
         q->ldx = panels ? kern->panel_bytes(cols) : fmt == PG_ACT_F32 ? (size_t)cols * 4 : pg_act_row_bytes(fmt, cols);
         q->y = mats[i].y;
         q->rows = mats[i].rows;
-        if (panels) plan_chunks(q, ntok, serial ? 1 : nth, kern->pmr, 2 * kern->panel_cols, 128);
+        if (panels) plan_chunks(q, ntok, serial ? 1 : nth, kern->pmr, 2 * kern->panel_cols,
+                                panel_tokens(kern->panel_bytes(cols), kern->panel_cols));
         else plan_chunks(q, ntok, serial ? 1 : nth, kern->mr, kern->nr, 64);
         q->first = j.n_chunks;
         j.n_chunks += q->n_chunks;
