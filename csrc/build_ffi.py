@@ -6,7 +6,12 @@ csrc/pygemma.h.  Every csrc/*.c file is compiled into pygemma._core.
 
 Build switches (environment variables, never argv):
   PYGEMMA_DEBUG=1     -O0 -g instead of -O3
-  PYGEMMA_SANITIZE=1  AddressSanitizer + UBSan (run with LD_PRELOAD=$(gcc -print-file-name=libasan.so))
+  PYGEMMA_SANITIZE=address,undefined   -fsanitize= with that list (1 means address,undefined),
+                      -O1 -g -fno-omit-frame-pointer; undefined behaviour aborts.  Python itself
+                      is not built with ASan, so its runtime must be loaded first:
+                        LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 python ...
+                      (with CC=clang: $(clang -print-file-name=libclang_rt.asan-x86_64.so)).
+                      Build it in a copy of the tree, never over a shared pygemma/_core.abi3.so.
 """
 import glob
 import os
@@ -45,9 +50,24 @@ def compile_args():
             # registers per block; GCC 15 turns it off by default at -O2 for
             # the same reason, but keeps it at -O3.
             args += ["-fno-schedule-insns"]
-    if os.environ.get("PYGEMMA_SANITIZE"):
-        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+    sanitizers = sanitize_list()
+    if sanitizers:
+        args += ["-fsanitize=" + sanitizers, "-fno-omit-frame-pointer", "-O1", "-g"]
+        if "undefined" in sanitizers.split(","):
+            args += ["-fno-sanitize-recover=undefined"]
     return args
+
+
+def sanitize_list():
+    """The sanitizers PYGEMMA_SANITIZE asks for, as -fsanitize= takes them ("" when unset)."""
+    value = os.environ.get("PYGEMMA_SANITIZE", "").strip().lower()
+    if value in ("", "0", "no", "off"):
+        return ""
+    if value in ("1", "yes", "on"):
+        return "address,undefined"
+    if not re.fullmatch(r"[a-z0-9_-]+(,[a-z0-9_-]+)*", value):
+        raise ValueError(f"PYGEMMA_SANITIZE={value!r}: expected a comma-separated list such as address,undefined")
+    return value
 
 
 def arm64_gcc():
@@ -58,8 +78,8 @@ def arm64_gcc():
 
 def link_args():
     args = ["-pthread", "-lm", "-ldl"]
-    if os.environ.get("PYGEMMA_SANITIZE"):
-        args += ["-fsanitize=address,undefined"]
+    if sanitize_list():
+        args += ["-fsanitize=" + sanitize_list()]
     return args
 
 

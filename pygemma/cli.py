@@ -75,11 +75,20 @@ def build_parser():
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     srv.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
     srv.add_argument("--nobrowser", action="store_true", help="do not open the web chat in a browser")
-    srv.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
+    srv.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY); "
+                     "other users see it in the process list: prefer PYGEMMA_API_KEY or --api-key-file")
     srv.add_argument("--api-key-file", default=None, help="read the key from this file")
+    srv.add_argument("--allowed-hosts", metavar="LIST", default=None,
+                     help="comma-separated Host names to serve besides localhost/127.0.0.1/[::1] "
+                          "(*.example.com: its subdomains; *: any)")
+    srv.add_argument("--cors-origins", metavar="LIST", default=None,
+                     help="comma-separated origins whose web pages may call the API "
+                          "(e.g. https://app.example.com; *: any); default none")
     srv.add_argument("-np", "--parallel", type=int, default=1, help="parallel slots (KV caches)")
     srv.add_argument("--queue-size", type=int, default=64, help="requests that may wait for a slot")
     srv.add_argument("--body-limit", type=int, default=8 << 20, help="largest request body in bytes")
+    srv.add_argument("--drain-timeout", type=float, default=10.0,
+                     help="on SIGTERM/Ctrl-C, seconds running requests may take to finish (default 10)")
     misc = p.add_argument_group("misc")
     misc.add_argument("--log-disable", action="store_true", help="no loading messages or progress")
     misc.add_argument("--version", action="store_true")
@@ -218,6 +227,8 @@ def run_chat(args, with_server=False):
         if with_server and server is None:
             log(args, f"pygemma: {url}")
             url = None
+        elif server is not None:
+            warn_if_exposed(server.host, server.port, api_key(args) is not None)
         try:
             return chat_main(args, model, params, server_url=url)
         finally:
@@ -225,7 +236,12 @@ def run_chat(args, with_server=False):
                 server.stop()
 
 
+API_KEY_ENV = "PYGEMMA_API_KEY"
+
+
 def api_key(args):
+    """--api-key, --api-key-file, else $PYGEMMA_API_KEY (the last two keep the key out of the
+    process list, which every user of the machine can read)."""
     if args.api_key and args.api_key_file:
         raise PygemmaError("give --api-key or --api-key-file, not both")
     if args.api_key_file:
@@ -234,7 +250,32 @@ def api_key(args):
         if not key:
             raise PygemmaError(f"the API key file {args.api_key_file} is empty")
         return key
-    return args.api_key or None
+    return args.api_key or os.environ.get(API_KEY_ENV, "").strip() or None
+
+
+def _list_option(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def exposure_warning(host, port, has_key):
+    """The lines that say loudly that a keyless server listens beyond this machine (none for a
+    loopback address or with a key)."""
+    from .server.middleware import is_loopback_host
+    if has_key or is_loopback_host(host):
+        return []
+    where = "every network interface" if host in ("0.0.0.0", "::", "") else "a network address"
+    rule = "pygemma: WARNING " + "=" * 62
+    return [rule,
+            f"pygemma: WARNING: listening on {host}:{port} ({where}) WITHOUT an API key:",
+            "pygemma: WARNING: anyone who can reach this machine can use the model.",
+            f"pygemma: WARNING: set a key ({API_KEY_ENV}=KEY or --api-key-file FILE), or listen on",
+            "pygemma: WARNING: 127.0.0.1 only (the default --host).",
+            rule]
+
+
+def warn_if_exposed(host, port, has_key):
+    for line in exposure_warning(host, port, has_key):
+        print(line, file=sys.stderr, flush=True)
 
 
 def server_options(args):
@@ -243,9 +284,15 @@ def server_options(args):
     if not 0 <= args.port < 65536:
         raise PygemmaError(f"--port must be in [0, 65535], got {args.port}")
     defaults = sampling_params(args)          # the CLI's sampling flags are the server's defaults
+    if args.api_key:
+        log(args, f"pygemma: note: other users can read --api-key in the process list; "
+                  f"prefer {API_KEY_ENV}=KEY or --api-key-file FILE")
     return dict(host=args.host, port=args.port, api_key=api_key(args), n_parallel=args.parallel,
                 n_ctx=args.ctx_size, queue_size=max(0, args.queue_size),
-                body_limit=max(1, args.body_limit), defaults=defaults)
+                body_limit=max(1, args.body_limit), defaults=defaults,
+                drain_timeout=max(0.0, args.drain_timeout),
+                allowed_hosts=_list_option(args.allowed_hosts),
+                cors_origins=_list_option(args.cors_origins))
 
 
 def run_server(args):
@@ -255,6 +302,7 @@ def run_server(args):
         raise PygemmaError(f"the server needs Starlette and uvicorn ({e}): "
                            "pip install 'pygemma[server]'") from None
     options = server_options(args)
+    warn_if_exposed(options["host"], options["port"], options["api_key"] is not None)
     with load_model(args) as model:
         server = Server(model, log=not args.log_disable, reuse_default=True, **options)
         print(f"pygemma: serving {server.state.model_id} at {server.url} "
@@ -263,6 +311,7 @@ def run_server(args):
         if options["host"] in ("0.0.0.0", "::"):
             print(f"pygemma: listening on every interface ({options['host']}:{server.port})",
                   file=sys.stderr, flush=True)
+        warn_if_exposed(options["host"], server.port, options["api_key"] is not None)
         if not args.nobrowser:
             from .server.run import open_browser
             threading.Timer(0.5, open_browser, [server.url]).start()

@@ -129,10 +129,18 @@ GPU BUILD
                             graphical browser is available)
     --api-key KEY           require "Authorization: Bearer KEY" (all but /health and the web
                             chat's files; the web chat asks for the key)
-    --api-key-file FILE     read the key from FILE
+    --api-key-file FILE     read the key from FILE; or set PYGEMMA_API_KEY (both keep the
+                            key out of the process list, which other users can read)
+    --allowed-hosts LIST    Host header names served besides localhost, 127.0.0.1 and [::1]
+                            (*.example.com: its subdomains; *: any).  On loopback other
+                            names get 403 (DNS rebinding)
+    --cors-origins LIST     origins whose web pages may call the API (default none; *: any)
     -np, --parallel N       parallel slots (default 1); -c is the context of each
     --queue-size N          requests that may wait for a slot (default 64)
     --body-limit BYTES      largest request body (default 8 MiB; larger ones get 413)
+    --drain-timeout S       on SIGTERM/Ctrl-C: new requests get 503, running ones get S
+                            seconds to finish (default 10), then streams end with an error
+                            event and [DONE]
   Misc
     --log-disable           no loading messages or progress
     --version               print the version
@@ -149,7 +157,7 @@ EXAMPLES
     Offload every layer to an NVIDIA GPU, rebuilding the GPU library first:
         pygemma -m gemma-2-9b-it.Q6_K.gguf --recompile --gpu nvidia -ngl 999
     Serve on the LAN with 4 slots and a key, then ask it from another shell:
-        pygemma -m gemma-2-9b-it.Q6_K.gguf --server --host 0.0.0.0 -np 4 --api-key s3cret
+        PYGEMMA_API_KEY=s3cret pygemma -m gemma-2-9b-it.Q6_K.gguf --server --host 0.0.0.0 -np 4
         curl http://localhost:8080/v1/chat/completions -H "Content-Type: application/json" \\
              -H "Authorization: Bearer s3cret" \\
              -d '{"model": "gemma-9b-it", "messages": [{"role": "user", "content": "Say this is a test!"}], "temperature": 0.0}'

@@ -7,6 +7,7 @@ import weakref
 from . import errors
 from ._closing import Closing
 from ._ffi import check, ffi, lib
+from ._lifetime import HandleGuard
 from .gguf_file import GGUFFile
 from .generation import Generation, GenerationStats  # noqa: F401  (GenerationStats re-exported)
 from .gpu.choose import apply_to_params as apply_gpu_params
@@ -67,6 +68,12 @@ class Model(Closing):
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.seed = seed
         self._model = self._seq = None
+        # Calls on the weights (tokenizer, new contexts) run in _guard.use(); close() waits for them.
+        self._guard = HandleGuard("model")
+        self._sequences = weakref.WeakSet()     # every Sequence over these weights
+        # Evaluation and generation on the default sequence hold _lock (a generation across
+        # its yields); close() does not take it: it cancels, waits for running C calls, frees.
+        self._lock = threading.RLock()
         mp = ffi.new("pg_model_params *")
         lib.pg_model_params_init(mp)
         mp.query_pre_attn_scalar = float(query_pre_attn_scalar or 0)
@@ -84,7 +91,6 @@ class Model(Closing):
             self.close()
             raise ValueError(f"n_ctx must be positive, got {n_ctx}")
         self._ctx_args = {"n_ctx": n_ctx, "n_threads": n_threads, "n_batch": n_batch, "precise": precise}
-        self._sequences = weakref.WeakSet()     # every Sequence over these weights
         self.n_vocab = lib.pg_model_n_vocab(self._model)
         try:
             self._seq = Sequence(self)              # the default sequence of the methods below
@@ -94,26 +100,33 @@ class Model(Closing):
         self.n_ctx = self._seq.n_ctx
         self.tokenizer = Tokenizer.from_model(self)
         self._gguf = None
-        self._lock = threading.RLock()
         self.last_stats = GenerationStats()
         self.eog_ids = self._end_of_generation_ids()
 
     # ---- lifecycle ----------------------------------------------------------------
     def close(self):
-        self.tokenizer = None           # its handle belongs to the C model freed below
-        for seq in list(getattr(self, "_sequences", ())):   # contexts before the weights they use
+        """Free the model.  Safe from any thread and at any moment: running evaluations are
+        cancelled and waited for, tokenizer calls finish first; afterwards every method (and
+        the tokenizer) raises ModelStateError."""
+        guard = getattr(self, "_guard", None)
+        if guard is None or not guard.close():
+            return
+        for seq in list(self._sequences):   # contexts before the weights they use
             seq.close()
         self._seq = None
-        if getattr(self, "_model", None) is not None:
+        if self._model is not None:
             lib.pg_model_free(self._model)
             self._model = None
         if getattr(self, "_gguf", None) is not None:
             self._gguf.close()
             self._gguf = None
 
+    @property
+    def closed(self):
+        return self._guard.closed
+
     def _live(self):
-        if self._seq is None:
-            raise errors.ModelStateError("the model is closed")
+        self._guard.check()
 
     # ---- description --------------------------------------------------------------
     @property
@@ -126,12 +139,13 @@ class Model(Closing):
 
     @property
     def arch(self):
-        self._live()
-        return ffi.string(lib.pg_model_arch(self._model)).decode()
+        with self._guard.use():
+            return ffi.string(lib.pg_model_arch(self._model)).decode()
 
     @property
     def n_ctx_train(self):
-        return lib.pg_model_n_ctx_train(self._model)
+        with self._guard.use():
+            return lib.pg_model_n_ctx_train(self._model)
 
     @property
     def name(self):
@@ -186,7 +200,8 @@ class Model(Closing):
 
     def reset(self):
         self._live()
-        self._seq.reset()
+        with self._lock:                    # waits for a running eval/generation
+            self._seq.reset()
 
     def rewind(self, n_past):
         """Keep only the first n_past cached tokens (re-evaluates if the
@@ -251,7 +266,8 @@ class Model(Closing):
             gen = self.new_generation(seq, params, stats)
             try:
                 while not gen.done:
-                    step = gen.step(seq.last_logits())
+                    with seq.held():        # the logits stay valid while sampling from them
+                        step = gen.step(seq.last_logits())
                     if stats.completion_tokens == 1 and step.token is not None:
                         stats.time_to_first_token = time.perf_counter() - t0
                     if step.text:

@@ -14,7 +14,7 @@ None or -1); penalty_last_n = -1 means "every token since the last reset" rather
 context size" (the same thing when the sampler is reset per conversation).
 """
 import dataclasses
-import math
+import reprlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -33,6 +33,30 @@ def _is_int(v):
 
 def _is_number(v):
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+# Error messages quote a value through this: a request's 1 MB string or 4000-digit number is
+# shown as a short excerpt, never echoed whole.
+_excerpt = reprlib.Repr()
+_excerpt.maxstring = _excerpt.maxlong = _excerpt.maxother = 40
+_excerpt.maxlist = _excerpt.maxtuple = 4
+excerpt = _excerpt.repr
+
+
+def _as_float32(v):
+    """v as the C core's float (float32), or None when it is no finite float32: overflow to
+    inf (1e39), NaN/inf, or an integer too large for a double."""
+    try:
+        d = float(v)
+    except OverflowError:
+        return None
+    with np.errstate(over="ignore"):
+        f = np.float32(d)
+    return float(f) if np.isfinite(f) else None
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)      # the smallest normal float32
 
 
 @dataclass(frozen=True)
@@ -84,16 +108,19 @@ class SamplingParams:
         return dataclasses.replace(self, **kw)
 
     def validate(self):
+        """The checks of csrc/sampler.c's check_params, made on the float32 / int32 / uint64
+        values the C core will receive, so nothing valid here is refused there."""
         def bad(field, value, why):
-            raise ValueError(f"{field} = {value!r}: {why}")
+            raise ValueError(f"{field} = {excerpt(value)}: {why}")
 
         for field in ("temperature", "top_p", "min_p", "repeat_penalty",
                       "frequency_penalty", "presence_penalty"):
             v = getattr(self, field)
             if not _is_number(v):
                 bad(field, v, "must be a number")
-            if not math.isfinite(v):
-                bad(field, v, "must be finite")
+            f = _as_float32(v)
+            if f is None:
+                bad(field, v, f"must be finite, at most {FLOAT32_MAX:.7g} in magnitude (a 32-bit float)")
         for field in ("top_k", "penalty_last_n"):
             v = getattr(self, field)
             if not _is_int(v):
@@ -104,8 +131,11 @@ class SamplingParams:
             bad("top_p", self.top_p, "must be in [0, 1]")
         if not 0.0 <= self.min_p <= 1.0:
             bad("min_p", self.min_p, "must be in [0, 1]")
-        if not self.repeat_penalty > 0.0:
-            bad("repeat_penalty", self.repeat_penalty, "must be > 0 (1 turns it off)")
+        # C divides positive logits by it: as a float32 it must be > 0 (1e-46 rounds to 0) and
+        # its reciprocal finite (that of a subnormal like 1e-40 is inf), so: a normal float32
+        if not _as_float32(self.repeat_penalty) >= FLOAT32_TINY:
+            bad("repeat_penalty", self.repeat_penalty,
+                f"must be at least {FLOAT32_TINY:.4g} (the smallest normal 32-bit float; 1 turns it off)")
         if self.penalty_last_n < -1:
             bad("penalty_last_n", self.penalty_last_n, "must be >= -1 (0 off, -1 since reset)")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < SEED_RANDOM):
@@ -119,8 +149,12 @@ class SamplingParams:
         for s in self.stop:
             if not s:
                 bad("stop", self.stop, "stop strings must not be empty")
-            if len(s.encode("utf-8")) > MAX_STOP_BYTES:
-                bad("stop", s[:40] + "...", f"a stop string is at most {MAX_STOP_BYTES} bytes")
+            try:
+                size = len(s.encode("utf-8"))
+            except UnicodeEncodeError:
+                bad("stop", s, "stop strings must be valid Unicode (no lone surrogates)")
+            if size > MAX_STOP_BYTES:
+                bad("stop", s, f"a stop string is at most {MAX_STOP_BYTES} bytes")
 
     @property
     def is_greedy(self):
@@ -185,24 +219,27 @@ class SamplingParams:
             if field in ("temperature", "top_p", "min_p", "repeat_penalty",
                          "frequency_penalty", "presence_penalty"):
                 if not _is_number(v):
-                    raise ValueError(f"{key} = {v!r}: must be a number")
-                v = float(v)
+                    raise ValueError(f"{key} = {excerpt(v)}: must be a number")
+                try:
+                    v = float(v)
+                except OverflowError:           # a JSON integer of hundreds of digits
+                    raise ValueError(f"{key} = {excerpt(v)}: must be a finite 32-bit float") from None
             elif field in ("top_k", "penalty_last_n", "max_tokens", "seed"):
                 if isinstance(v, float) and v.is_integer():
                     v = int(v)
                 if not _is_int(v):
-                    raise ValueError(f"{key} = {v!r}: must be an integer")
+                    raise ValueError(f"{key} = {excerpt(v)}: must be an integer")
             elif field == "stop":
                 if not isinstance(v, (str, list, tuple)) or (
                         not isinstance(v, str) and not all(isinstance(s, str) for s in v)):
-                    raise ValueError(f"{key} = {v!r}: must be a string or a list of strings")
+                    raise ValueError(f"{key} = {excerpt(v)}: must be a string or a list of strings")
                 v = tuple(s for s in ((v,) if isinstance(v, str) else v) if s)  # "" means none
             lo, hi = cls._OPENAI_RANGES.get(key, (None, None))
             if field == "max_tokens" and v == -1:
                 lo = None                       # llama.cpp's "no limit"
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 where = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise ValueError(f"{key} = {v!r}: must be {where}")
+                raise ValueError(f"{key} = {excerpt(v)}: must be {where}")
             kw[field] = v
         try:
             return base.replace(**kw)

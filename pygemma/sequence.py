@@ -10,6 +10,7 @@ the caller samples from `last_logits()`, then evaluates the chosen token -- alon
 A Sequence is not thread-safe: one thread at a time drives it (the Model's lock for the
 default one, the scheduler thread for server slots).
 """
+import contextlib
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from . import errors
 from ._closing import Closing
 from ._ffi import check, ffi, lib
+from ._lifetime import HandleGuard, wait_uninterrupted
 
 # Batched decode: one pass over the weights for n sequences' next tokens.  Older cores without
 # pg_eval_batch evaluate them one by one (same results, n passes).
@@ -48,12 +50,15 @@ def eval_batch(seqs, tokens):
 
 
 def _eval_batch(seqs, tokens):
-    ctxs = ffi.new("pg_context *[]", [s._ctx for s in seqs])
-    toks = ffi.new("int32_t[]", [int(t) for t in tokens])
-    status = lib.pg_eval_batch(ctxs, toks, len(seqs))
-    for s, t in zip(seqs, tokens):       # resync each mirror with C (a failure may be partial)
-        if lib.pg_context_n_past(s._ctx) == len(s._tokens) + 1:
-            s._tokens.append(int(t))
+    with contextlib.ExitStack() as held:
+        for s in seqs:
+            held.enter_context(s._guard.use())
+        ctxs = ffi.new("pg_context *[]", [s._ctx for s in seqs])
+        toks = ffi.new("int32_t[]", [int(t) for t in tokens])
+        status = lib.pg_eval_batch(ctxs, toks, len(seqs))
+        for s, t in zip(seqs, tokens):       # resync each mirror with C (a failure may be partial)
+            if lib.pg_context_n_past(s._ctx) == len(s._tokens) + 1:
+                s._tokens.append(int(t))
     check(status)
 
 
@@ -61,8 +66,9 @@ class Sequence(Closing):
     """A KV cache over `model`'s weights; n_ctx etc. default to the model's own settings."""
 
     def __init__(self, model, n_ctx=None, n_threads=None, n_batch=None, precise=None):
-        if model._model is None:
-            raise errors.ModelStateError("the model is closed")
+        self._guard = HandleGuard("sequence (or its model)")   # every C call on _ctx runs in use()
+        self._ctx = None
+        model._guard.check()
         self.model = model
         self.n_vocab = model.n_vocab
         cp = ffi.new("pg_context_params *")
@@ -75,41 +81,59 @@ class Sequence(Closing):
         cp.n_batch = int((model._ctx_args["n_batch"] if n_batch is None else n_batch) or 0)
         cp.precise = 1 if (model._ctx_args["precise"] if precise is None else precise) else 0
         out = ffi.new("pg_context **")
-        check(lib.pg_context_create(model._model, cp, out))
-        self._ctx = out[0]
+        with model._guard.use():           # Model.close() waits for this and then closes us
+            check(lib.pg_context_create(model._model, cp, out))
+            self._ctx = out[0]
+            model._sequences.add(self)
         self.n_ctx = int(lib.pg_context_n_ctx(self._ctx))
         self.n_batch = int(cp.n_batch or 512)
         self._tokens = []                    # mirror of the tokens in the KV cache
-        model._sequences.add(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def close(self):
-        if getattr(self, "_ctx", None) is not None:
+        """Free the KV cache.  From any thread: a running eval is cancelled and waited for
+        first; every later call raises ModelStateError."""
+        guard = getattr(self, "_guard", None)
+        if guard is None or not guard.close(cancel=self._cancel_running):
+            return
+        if self._ctx is not None:
             lib.pg_context_free(self._ctx)
             self._ctx = None
 
+    def _cancel_running(self):
+        if self._ctx is not None:
+            lib.pg_context_cancel(self._ctx)
+
     def _live(self):
-        if self._ctx is None:
-            raise errors.ModelStateError("the sequence (or its model) is closed")
+        self._guard.check()
+
+    def held(self):
+        """A context manager keeping the KV cache (and the memory last_logits() views) alive."""
+        return self._guard.use()
 
     def cancel(self):
         """Ask an eval running on another thread to stop soon (it raises CancelledError)."""
-        if self._ctx is not None:
-            lib.pg_context_cancel(self._ctx)
+        try:
+            with self._guard.use():
+                lib.pg_context_cancel(self._ctx)
+        except errors.ModelStateError:
+            pass                            # closed: nothing runs any more
 
     # ---- state ----------------------------------------------------------------------------
     @property
     def n_past(self):
-        self._live()
-        return lib.pg_context_n_past(self._ctx)
+        with self._guard.use():
+            return lib.pg_context_n_past(self._ctx)
 
     @property
     def tokens(self):
         """The tokens currently in the KV cache."""
+        self._live()
         return list(self._tokens)
 
     def common_prefix(self, ids):
         """How many leading tokens of `ids` are already cached."""
+        self._live()
         n = 0
         for a, b in zip(self._tokens, ids):
             if a != b:
@@ -118,9 +142,9 @@ class Sequence(Closing):
         return n
 
     def reset(self):
-        self._live()
-        check(lib.pg_context_rewind(self._ctx, 0))
-        self._tokens = []
+        with self._guard.use():
+            check(lib.pg_context_rewind(self._ctx, 0))
+            self._tokens = []
 
     def rewind(self, n_past):
         """Keep only the first n_past cached tokens (re-evaluates if the
@@ -137,9 +161,10 @@ class Sequence(Closing):
 
     def try_rewind(self, n_past):
         """Rewind in place if the cache allows it (True); False leaves the cache untouched."""
-        if lib.pg_context_rewind(self._ctx, n_past) == lib.PG_OK:
-            del self._tokens[n_past:]
-            return True
+        with self._guard.use():
+            if lib.pg_context_rewind(self._ctx, n_past) == lib.PG_OK:
+                del self._tokens[n_past:]
+                return True
         return False
 
     def drop(self, start, end):
@@ -149,11 +174,12 @@ class Sequence(Closing):
         self._live()
         if not 0 <= start <= end <= len(self._tokens):
             raise ValueError(f"cannot drop tokens [{start}, {end}): {len(self._tokens)} tokens are cached")
-        status = lib.pg_context_shift(self._ctx, start, end)
-        if status == lib.PG_ERR_STATE:
-            return False
-        check(status)
-        del self._tokens[start:end]
+        with self._guard.use():
+            status = lib.pg_context_shift(self._ctx, start, end)
+            if status == lib.PG_ERR_STATE:
+                return False
+            check(status)
+            del self._tokens[start:end]
         return True
 
     # ---- evaluation -----------------------------------------------------------------------
@@ -161,27 +187,39 @@ class Sequence(Closing):
         arr = np.ascontiguousarray(ids, dtype=np.int32)
         out = ffi.NULL if all_logits is None else ffi.cast("float *", all_logits.ctypes.data)
         ptr = ffi.cast("int32_t *", arr.ctypes.data)
-        if interruptible and len(arr) > 1:
-            status = self._eval_interruptible(ptr, len(arr), out)
-        else:
-            status = lib.pg_eval(self._ctx, ptr, len(arr), out)
-        # Cancelled or failed evals may have stored some chunks: resync with C.
-        n_done = lib.pg_context_n_past(self._ctx) - len(self._tokens)
-        self._tokens.extend(int(t) for t in arr[:n_done])
+        with self._guard.use():
+            try:
+                if interruptible and len(arr) > 1:
+                    status = self._eval_interruptible(ptr, len(arr), out)
+                else:
+                    status = lib.pg_eval(self._ctx, ptr, len(arr), out)
+            finally:
+                # Cancelled (Ctrl-C) or failed evals may have stored some chunks: resync with C,
+                # so what was evaluated stays usable.
+                n_done = lib.pg_context_n_past(self._ctx) - len(self._tokens)
+                self._tokens.extend(int(t) for t in arr[:n_done])
         check(status)
 
     def _eval_interruptible(self, ptr, n, out):
-        """Run a long eval on a helper thread so Ctrl-C can cancel it."""
-        result = []
-        worker = threading.Thread(target=lambda: result.append(lib.pg_eval(self._ctx, ptr, n, out)),
-                                  daemon=True)
-        worker.start()
+        """Run a long eval on a helper thread so Ctrl-C (delivered to this, the main thread) can
+        cancel it.  The wait is on a completion event: after Ctrl-C the C call is cancelled and
+        waited for to the end (a second Ctrl-C does not cut that wait short) before the
+        KeyboardInterrupt goes on, so nothing is freed under it."""
+        result, done = [], threading.Event()
+
+        def work():
+            try:
+                result.append(lib.pg_eval(self._ctx, ptr, n, out))
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="pygemma-eval", daemon=True).start()
         try:
-            while worker.is_alive():
-                worker.join(0.05)
+            while not done.wait(0.05):
+                pass
         except KeyboardInterrupt:
             lib.pg_context_cancel(self._ctx)
-            worker.join()
+            wait_uninterrupted(done.wait)
             raise
         return result[0]
 
@@ -225,7 +263,10 @@ class Sequence(Closing):
         return out
 
     def last_logits(self):
-        """A read-only view of the last evaluated token's logits (valid until the next eval)."""
+        """A read-only view of the last evaluated token's logits (valid until the next eval, and
+        while the sequence is open: use it inside `with seq.held():` when another thread may
+        close the model)."""
+        self._live()
         ptr = lib.pg_context_logits(self._ctx)
         if ptr == ffi.NULL:
             raise errors.ModelStateError("no logits: evaluate at least one token first")

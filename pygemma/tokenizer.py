@@ -3,6 +3,8 @@
 Built from a GGUF file's metadata (the ``tokenizer.ggml.*`` keys); the work is
 done by the C core (csrc/tokenizer*.c), which releases the GIL.
 """
+import contextlib
+
 import numpy as np
 
 from . import errors
@@ -39,15 +41,23 @@ class Tokenizer:
     def __init__(self, handle):
         """Wrap a ``pg_tokenizer *`` (use :meth:`from_gguf_metadata`)."""
         self._t = ffi.gc(handle, lib.pg_tokenizer_free)
+        self._owner = None
         self.n_vocab = int(lib.pg_tokenizer_n_vocab(self._t))
 
     @classmethod
     def from_model(cls, model):
-        """The tokenizer a loaded pygemma.Model owns (built in C from its GGUF)."""
-        tok = cls.__new__(cls)      # borrowed handle: Model.close() drops this object
-        tok._t = lib.pg_model_tokenizer(model._model)
-        tok.n_vocab = int(lib.pg_tokenizer_n_vocab(tok._t))
+        """The tokenizer a loaded pygemma.Model owns (built in C from its GGUF).  It keeps the
+        model alive, and raises ModelStateError once the model is closed."""
+        tok = cls.__new__(cls)
+        tok._owner = model          # the handle is borrowed from the model's C object
+        with model._guard.use():
+            tok._t = lib.pg_model_tokenizer(model._model)
+            tok.n_vocab = int(lib.pg_tokenizer_n_vocab(tok._t))
         return tok
+
+    def _held(self):
+        """The handle stays valid within this: the owning model cannot be freed meanwhile."""
+        return self._owner._guard.use() if self._owner is not None else contextlib.nullcontext()
 
     @classmethod
     def from_gguf_metadata(cls, metadata):
@@ -112,36 +122,43 @@ class Tokenizer:
 
     @property
     def bos_id(self):
-        return int(lib.pg_tokenizer_bos(self._t))
+        with self._held():
+            return int(lib.pg_tokenizer_bos(self._t))
 
     @property
     def eos_id(self):
-        return int(lib.pg_tokenizer_eos(self._t))
+        with self._held():
+            return int(lib.pg_tokenizer_eos(self._t))
 
     @property
     def eot_id(self):
         """The end-of-turn token ("<end_of_turn>" for Gemma); None if none."""
-        i = int(lib.pg_tokenizer_eot(self._t))
+        with self._held():
+            i = int(lib.pg_tokenizer_eot(self._t))
         return None if i < 0 else i
 
     @property
     def add_bos(self):
-        return bool(lib.pg_tokenizer_add_bos(self._t))
+        with self._held():
+            return bool(lib.pg_tokenizer_add_bos(self._t))
 
     def is_eog(self, token_id):
         """True if generation ends at this token (eos, end of turn, ...)."""
-        return bool(lib.pg_tokenizer_is_eog(self._t, int(token_id)))
+        with self._held():
+            return bool(lib.pg_tokenizer_is_eog(self._t, int(token_id)))
 
     def token_id(self, text):
         """Id of the token whose text is exactly `text` (str or bytes), or None."""
         b = _as_bytes(text)
-        i = int(lib.pg_tokenizer_find(self._t, b, len(b)))
+        with self._held():
+            i = int(lib.pg_tokenizer_find(self._t, b, len(b)))
         return None if i < 0 else i
 
     def token_type(self, token_id):
         """GGUF token type of an id (NORMAL, CONTROL, USER_DEFINED, BYTE, ...)."""
         self._check_id(token_id)
-        return int(lib.pg_tokenizer_token_type(self._t, int(token_id)))
+        with self._held():
+            return int(lib.pg_tokenizer_token_type(self._t, int(token_id)))
 
     def _check_id(self, token_id):
         if not 0 <= int(token_id) < self.n_vocab:
@@ -161,7 +178,8 @@ class Tokenizer:
         for _ in range(2):
             out = ffi.new("int32_t[]", cap)
             n = ffi.new("int64_t *")
-            status = lib.pg_tokenize(self._t, data, len(data), bool(add_bos), bool(special), out, cap, n)
+            with self._held():
+                status = lib.pg_tokenize(self._t, data, len(data), bool(add_bos), bool(special), out, cap, n)
             if status == lib.PG_ERR_ARG and n[0] > cap:
                 cap = n[0]
                 continue
@@ -175,9 +193,10 @@ class Tokenizer:
         """The bytes one token stands for (llama.cpp's token_to_piece)."""
         self._check_id(token_id)
         n = ffi.new("size_t *")
-        check(lib.pg_token_to_piece(self._t, int(token_id), bool(special), ffi.NULL, 0, n))
-        buf = ffi.new("char[]", max(n[0], 1))
-        check(lib.pg_token_to_piece(self._t, int(token_id), bool(special), buf, n[0], n))
+        with self._held():
+            check(lib.pg_token_to_piece(self._t, int(token_id), bool(special), ffi.NULL, 0, n))
+            buf = ffi.new("char[]", max(n[0], 1))
+            check(lib.pg_token_to_piece(self._t, int(token_id), bool(special), buf, n[0], n))
         return ffi.unpack(buf, n[0])
 
     def detokenize(self, ids, special=False):
@@ -191,9 +210,10 @@ class Tokenizer:
         ids32 = np.ascontiguousarray(arr, dtype=np.int32)
         p = ffi.cast("int32_t *", ffi.from_buffer(ids32))
         n = ffi.new("size_t *")
-        check(lib.pg_detokenize(self._t, p, ids32.size, bool(special), ffi.NULL, 0, n))
-        buf = ffi.new("char[]", max(n[0], 1))
-        check(lib.pg_detokenize(self._t, p, ids32.size, bool(special), buf, n[0], n))
+        with self._held():
+            check(lib.pg_detokenize(self._t, p, ids32.size, bool(special), ffi.NULL, 0, n))
+            buf = ffi.new("char[]", max(n[0], 1))
+            check(lib.pg_detokenize(self._t, p, ids32.size, bool(special), buf, n[0], n))
         return ffi.unpack(buf, n[0])
 
     def decode(self, ids, special=False):

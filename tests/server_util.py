@@ -1,7 +1,22 @@
-"""A live pygemma server on a free loopback port, in this process (uvicorn on a thread)."""
+"""A live pygemma server on a free loopback port: in this process (uvicorn on a thread), or
+as `python -m pygemma` in a child process."""
 import contextlib
+import os
+import subprocess
+import sys
 
 import pygemma
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_pygemma(*args):
+    """`python -m pygemma ARGS` of this checkout, stderr piped (text), no browser to open."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    return subprocess.Popen([sys.executable, "-m", "pygemma", *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, env=env, cwd=ROOT, text=True)
 
 
 @contextlib.contextmanager

@@ -12,16 +12,9 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
+from server_util import start_pygemma  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _start(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
-    return subprocess.Popen([sys.executable, "-m", "pygemma", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, env=env, cwd=ROOT, text=True)
 
 
 def _wait_url(proc):
@@ -42,7 +35,7 @@ def test_server_cli_port_taken_key_file_logs_and_sigterm(model_path, tmp_path):
     port = busy.getsockname()[1]
     key = tmp_path / "key"
     key.write_text("file-key\n")
-    proc = _start("-m", model_path, "--server", "--port", str(port), "-c", "128", "-np", "2",
+    proc = start_pygemma("-m", model_path, "--server", "--port", str(port), "-c", "128", "-np", "2",
                   "--api-key-file", str(key), "-n", "3")
     try:
         url, lines = _wait_url(proc)
@@ -66,7 +59,7 @@ def test_server_cli_port_taken_key_file_logs_and_sigterm(model_path, tmp_path):
 
 
 def test_server_cli_log_disable_and_sigint(model_path):
-    proc = _start("-m", model_path, "--server", "--port", "0", "-c", "64", "--log-disable", "--nobrowser")
+    proc = start_pygemma("-m", model_path, "--server", "--port", "0", "-c", "64", "--log-disable", "--nobrowser")
     try:
         url, lines = _wait_url(proc)                # the URL line stays: it says where to go
         assert len(lines) == 1                      # but no loading messages

@@ -70,7 +70,7 @@ def _stream_first_token(url, body, holder):
     host, port = url.split("//")[1].strip("/").split(":")
     sock = socket.create_connection((host, int(port)))
     data = json.dumps(body).encode()
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: application/json\r\n"
                  b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
     buf = b""
     while b'"text":"' not in buf.replace(b'"text":""', b""):

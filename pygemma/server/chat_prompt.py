@@ -7,6 +7,7 @@ rendering), and consecutive messages of one role are joined, since Gemma's templ
 user and model turns to alternate.
 """
 from ..chat_template import ChatTemplate
+from ..sampling import excerpt
 from .errors import bad_request
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -31,7 +32,7 @@ def message_text(msg, i):
             raise bad_request(f"{where} must be an object", where)
         kind = part.get("type")
         if kind != "text":
-            raise bad_request(f"{where}.type = {kind!r}: only text parts are supported", where + ".type")
+            raise bad_request(f"{where}.type = {excerpt(kind)}: only text parts are supported", where + ".type")
         text = part.get("text")
         if not isinstance(text, str):
             raise bad_request(f"{where}.text must be a string", where + ".text")
@@ -49,7 +50,7 @@ def to_turns(messages):
             raise bad_request(f"messages[{i}] must be an object", f"messages[{i}]")
         role = msg.get("role")
         if role not in ROLES:
-            raise bad_request(f"messages[{i}].role = {role!r}: must be one of {', '.join(ROLES)}",
+            raise bad_request(f"messages[{i}].role = {excerpt(role)}: must be one of {', '.join(ROLES)}",
                               f"messages[{i}].role")
         text = message_text(msg, i)
         if role in ("system", "developer"):

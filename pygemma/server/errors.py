@@ -15,9 +15,9 @@ class JSONResponse(_JSONResponse):
             return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 # HTTP status -> OpenAI's error type
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 503: "server_error",
-          500: "server_error"}
+_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+          404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 503: "server_error", 500: "server_error"}
 
 
 class APIError(Exception):
@@ -42,3 +42,7 @@ def error_body(status, message, param=None, code=None):
 
 def bad_request(message, param=None, code=None):
     return APIError(400, message, param, code)
+
+
+def too_large(message, param=None):
+    return APIError(413, message, param, "request_too_large")

@@ -11,7 +11,7 @@ from .streaming import GONE, SSEResponse, Watch, events, submit
 
 
 async def _start(state, request, parse):
-    body = validate.parse_json(await state.read_body(request))
+    body = await state.read_json(request)
     req = await run_in_threadpool(parse, body)       # tokenizing a long prompt takes a while
     constraint = None
     if req.json_mode:

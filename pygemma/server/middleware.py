@@ -1,6 +1,9 @@
-"""ASGI middleware: the API key check and the one-line-per-request log."""
+"""ASGI middleware: the Host header check, the API key check and the one-line-per-request log."""
 import hmac
+import ipaddress
 import json
+import re
+import socket
 import sys
 import time
 
@@ -17,6 +20,79 @@ def _json_response(status, body, headers=()):
              "headers": [(b"content-type", b"application/json"),
                          (b"content-length", str(len(data)).encode()), *headers]}
     return start, {"type": "http.response.body", "body": data}
+
+
+def is_loopback_host(host):
+    """True when listening on `host` (a --host value: address or name) only accepts
+    connections from this machine."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addrs = [info[4][0].split("%")[0] for info in infos]
+    return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
+
+
+# A Host header: a name or IPv4 address, or an [IPv6] literal, then an optional :port
+_HOST_HEADER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\[\]:/@?#\s]+)(?::[0-9]*)?")
+
+
+def host_name(header):
+    """The host part of a Host header value, lowercased, without brackets or a final dot;
+    None when it is no valid Host header."""
+    m = _HOST_HEADER.fullmatch(header)
+    return m and m.group(1).strip("[]").lower().rstrip(".")
+
+
+def is_loopback_name(name):
+    """localhost (RFC 6761: browsers resolve *.localhost to loopback themselves) or a
+    loopback address: names no DNS answer can point elsewhere."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """403 unless the Host header names this server: loopback names and addresses always,
+    plus `allowed` (exact names, or "*.example.com" for its subdomains).
+
+    Against DNS rebinding: a web page whose name the attacker re-points at 127.0.0.1 reaches
+    a loopback server with its own name in the Host header, which is refused here.  A request
+    without a Host header (HTTP/1.0) cannot come from a browser and passes."""
+
+    def __init__(self, app, allowed=()):
+        self.app = app
+        self.exact = {a.lower().strip("[]").rstrip(".") for a in allowed if not a.startswith("*.")}
+        self.suffixes = tuple(a.lower()[1:].rstrip(".") for a in allowed if a.startswith("*."))
+
+    def allows(self, header):
+        name = host_name(header)
+        if name is None:
+            return False
+        return is_loopback_name(name) or name in self.exact or name.endswith(self.suffixes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = [value for key, value in scope.get("headers", ()) if key == b"host"]
+        if not headers or self.allows(headers[0].decode("latin-1")):
+            return await self.app(scope, receive, send)
+        shown = headers[0][:60].decode("latin-1")
+        msg = (f"the Host header {shown!r} does not name this server; start it with "
+               f"--allowed-hosts NAME to serve that name")
+        start, body = _json_response(403, error_body(403, msg, code="invalid_host"))
+        await send(start)
+        await send(body)
 
 
 class APIKeyMiddleware:

@@ -1,6 +1,7 @@
 """Starting the server: the listening socket (next free port if the asked one is taken),
 uvicorn in the foreground (--server: Ctrl-C/SIGTERM shut it down gracefully) or on a daemon
 thread (behind the chatbot), and opening the web chat in a browser."""
+import dataclasses
 import errno
 import os
 import socket
@@ -11,6 +12,8 @@ import webbrowser
 import uvicorn
 
 from .app import DEFAULT_BODY_LIMIT, DEFAULT_QUEUE_SIZE, ServerState, create_app
+from .connections import ConnectionLimits, set_nodelay, uvicorn_options
+from .drain import DEFAULT_DRAIN_TIMEOUT, ENDING_GRACE, Drain, DrainingServer
 
 PORT_TRIES = 10
 
@@ -18,11 +21,13 @@ PORT_TRIES = 10
 def bind(host, port, tries=PORT_TRIES, say=None):
     """A listening socket on host:port, or on the next free port; (socket, port)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    family = infos[0][0]
+    family, _, proto = infos[0][:3]
     last = None
     for p in range(port, port + tries) if port else [0]:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP
+        sock = socket.socket(family, socket.SOCK_STREAM, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        set_nodelay(sock)           # inherited by the accepted sockets (Linux)
         try:
             sock.bind((host, p))
             sock.listen(2048)
@@ -66,26 +71,37 @@ def open_browser(url):
     return False
 
 
+LIMIT_OPTIONS = tuple(f.name for f in dataclasses.fields(ConnectionLimits))
+
+
 class Server:
     """The HTTP server for `model`.  options: n_parallel, n_ctx, queue_size, body_limit,
-    defaults (SamplingParams), model_id, reuse_default (slot 0 is the model's own sequence)."""
+    defaults (SamplingParams), model_id, reuse_default (slot 0 is the model's own sequence),
+    allowed_hosts and cors_origins (see app.create_app);
+    the connection limits header_timeout, body_idle_timeout, body_timeout, keep_alive_timeout
+    (seconds) and max_connections (see connections.ConnectionLimits); drain_timeout: seconds
+    running requests may take to finish once shutdown begins (see drain.py)."""
 
-    def __init__(self, model, host="127.0.0.1", port=8080, api_key=None, log=True, say=None, **options):
+    def __init__(self, model, host="127.0.0.1", port=8080, api_key=None, log=True, say=None,
+                 drain_timeout=DEFAULT_DRAIN_TIMEOUT, **options):
         self.say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.limits = ConnectionLimits(**{k: options.pop(k) for k in LIMIT_OPTIONS if k in options})
         options.setdefault("queue_size", DEFAULT_QUEUE_SIZE)
         options.setdefault("body_limit", DEFAULT_BODY_LIMIT)
+        allowed_hosts, cors_origins = options.pop("allowed_hosts", None), options.pop("cors_origins", None)
         self.state = ServerState(model, **options)
-        self.app = create_app(self.state, api_key=api_key, log=log)
+        self.drain = Drain(drain_timeout, log=log)
+        self.app = create_app(self.state, api_key=api_key, log=log, host=host, allowed_hosts=allowed_hosts,
+                              cors_origins=cors_origins, drain=self.drain)
         self.sock, self.port = bind(host, port, say=self.say)
         self.host = host
         self.url = url_for(host, self.port)
         config = uvicorn.Config(self.app, log_level="warning" if log else "critical", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=3, ws="none",
-                                # Idle keep-alive connections live long (uvicorn's default is
-                                # 5 s): a client reusing one just as the server closes it gets a
-                                # reset, and OpenAI clients keep connections in a pool.
-                                timeout_keep_alive=75)
-        self.uvicorn = uvicorn.Server(config)
+                                lifespan="on", ws="none",
+                                # The drain runs before uvicorn's shutdown and leaves no request
+                                # running (drain.py); this only bounds closing what is left.
+                                timeout_graceful_shutdown=5, **uvicorn_options(self.limits))
+        self.uvicorn = DrainingServer(config, self.drain, self.state.scheduler)
         self.thread = None
 
     def serve_forever(self):
@@ -108,7 +124,8 @@ class Server:
         return self
 
     def stop(self):
+        """Shut down as on SIGTERM (drain included) and wait for it."""
         self.uvicorn.should_exit = True
         if self.thread is not None:
-            self.thread.join(10)
+            self.thread.join(self.drain.timeout + ENDING_GRACE + 15)
             self.thread = None

@@ -82,15 +82,27 @@ class Scheduler:
         self.thread.start()
 
     def stop(self):
+        """Stop the thread after its current step; every job still waiting or generating gets
+        a 503 error event.  From any thread (the server's drain calls it off the event loop,
+        so the join does not stall the loop); calling it again does nothing more."""
         with self.cv:
             self.running = False
             self.cv.notify()
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        for job in list(self.waiting) + [s.job for s in self.slots if s.job is not None]:
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            thread.join()
+        with self.cv:                   # the thread is gone: the slots are ours
+            jobs = list(self.waiting) + [s.job for s in self.slots if s.job is not None]
+            self.waiting.clear()
+            for slot in self.slots:
+                if slot.gen is not None:
+                    slot.gen.cancel("shutdown")
+                slot.job = slot.gen = None
+                slot.pending = []
+                slot.fresh = False
+        for job in jobs:
+            job.finished = True
             job.emit("error", "the server is shutting down", 503)
-        self.waiting.clear()
 
     def submit(self, job):
         with self.cv:

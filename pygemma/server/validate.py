@@ -6,11 +6,17 @@ prompt or messages into token ids.
 """
 import json
 
-from ..sampling import SamplingParams
-from .errors import APIError, bad_request
+from ..sampling import SamplingParams, excerpt
+from .errors import APIError, bad_request, too_large
 
 MAX_TOP_LOGPROBS_CHAT = 20
 MAX_LOGPROBS_COMPLETION = 5
+# Bounds on the work and the answer of one /tokenize or /detokenize: about the text of the
+# longest Gemma context (128K tokens), a second or less of a small CPU, answers of a few MB.
+MAX_TOKENIZE_CHARS = 1 << 19
+MAX_TOKENIZE_TOKENS = 1 << 18   # text can take several tokens per character (byte fallback)
+MAX_DETOKENIZE_TOKENS = 1 << 18
+MAX_PIECES = 1 << 16            # /tokenize with_pieces: about 30 bytes of JSON per token
 
 
 class GenRequest:
@@ -21,6 +27,17 @@ class GenRequest:
         self.stream, self.include_usage = stream, include_usage
         self.logprobs = logprobs            # None, or alternatives per token (0..20)
         self.json_mode = json_mode
+
+
+def check_content_type(header):
+    """JSON endpoints take JSON only (a charset parameter is fine).  A web page can POST
+    text/plain or a form to any address without the browser asking first (CORS); a JSON
+    content type needs the server's consent, which it does not give other origins."""
+    media = (header or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        shown = excerpt(header) if header else "missing"
+        raise APIError(415, f"Content-Type {shown}: the body must be JSON, sent with "
+                            f"Content-Type: application/json", code="unsupported_media_type")
 
 
 def parse_json(body):
@@ -51,9 +68,7 @@ def _as_tuple(types):
     return types if isinstance(types, tuple) else (types,)
 
 
-def _short(v):
-    s = json.dumps(v)
-    return s if len(s) <= 60 else s[:57] + "..."
+_short = excerpt                 # a value quoted in a message: a short excerpt of it
 
 
 def _int_in(body, key, lo, hi, default=None):
@@ -153,7 +168,8 @@ def prompt_ids(prompt, model):
                                                    for t in prompt):
         bad = [t for t in prompt if not 0 <= t < model.n_vocab]
         if bad:
-            raise bad_request(f"prompt: token id {bad[0]} is out of range [0, {model.n_vocab})", "prompt")
+            raise bad_request(f"prompt: token id {_short(bad[0])} is out of range [0, {model.n_vocab})",
+                              "prompt")
         return list(prompt)
     if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, (str, list)) for p in prompt):
         raise bad_request("prompt: only one prompt per request is supported", "prompt")
@@ -165,18 +181,34 @@ def tokenize_request(body, model):
     content = body.get("content")
     if not isinstance(content, str):
         raise bad_request("content must be a string", "content")
+    if len(content) > MAX_TOKENIZE_CHARS:
+        raise too_large(f"content has {len(content)} characters; /tokenize takes at most "
+                        f"{MAX_TOKENIZE_CHARS}", "content")
     add_special = _typed(body, "add_special", bool, "a boolean", False)
     with_pieces = _typed(body, "with_pieces", bool, "a boolean", False)
     return content, add_special, with_pieces
 
 
+def check_answer_size(ids, with_pieces):
+    """Refuse the /tokenize answers that would be huge (with_pieces: ~30 bytes per token)."""
+    if len(ids) > MAX_TOKENIZE_TOKENS:
+        raise too_large(f"the content is {len(ids)} tokens; /tokenize answers at most "
+                        f"{MAX_TOKENIZE_TOKENS}", "content")
+    if with_pieces and len(ids) > MAX_PIECES:
+        raise too_large(f"the content is {len(ids)} tokens; with_pieces answers at most {MAX_PIECES} "
+                        f"(send less text, or leave out with_pieces)", "with_pieces")
+
+
 def detokenize_request(body, model):
     """POST /detokenize {"tokens": [int]}."""
     tokens = body.get("tokens")
+    if isinstance(tokens, list) and len(tokens) > MAX_DETOKENIZE_TOKENS:
+        raise too_large(f"tokens has {len(tokens)} ids; /detokenize takes at most "
+                        f"{MAX_DETOKENIZE_TOKENS}", "tokens")
     if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool)
                                                for t in tokens):
         raise bad_request("tokens must be an array of integers", "tokens")
     bad = [t for t in tokens if not 0 <= t < model.n_vocab]
     if bad:
-        raise bad_request(f"tokens: id {bad[0]} is out of range [0, {model.n_vocab})", "tokens")
+        raise bad_request(f"tokens: id {_short(bad[0])} is out of range [0, {model.n_vocab})", "tokens")
     return tokens
