@@ -49,6 +49,12 @@ INLINE int pairs_per_widen(const int T) {
     }
 }
 
+/* GCC otherwise computes all the products of an unrolled block first and keeps them on the
+ * stack (AVX2 has 16 ymm registers): a third of the hot loop's instructions were spills and
+ * reloads.  This pins each running sum where the source has it; mat-mat speed rose by 25-60%
+ * (bench_matmul, PYGEMMA_CPU=avx2).  The operations and their order are unchanged. */
+#define KEEP_IN_REGISTER(x) __asm__("" : "+x"(x))
+
 /* y[(8 v + t) * ldy] = lane t of acc, for the tokens t < ncols */
 INLINE void store_cols(float *y, int64_t ldy, __m256 acc, int ncols) {
     float out[8];
@@ -160,9 +166,11 @@ INLINE void ap_tile(const int T, const int RM, const int V, int64_t nb, const ar
                 UNROLL for (int v = 0; v < V; v++) {
                     __m256i m = _mm256_maddubs_epi16(wb, kind == PG2_SIGNED ? _mm256_sign_epi8(xv[v], sb) : xv[v]);
                     p16[i][v] = k4 % ppw == 0 ? m : _mm256_add_epi16(p16[i][v], m);
+                    KEEP_IN_REGISTER(p16[i][v]);
                     if (k4 % ppw == ppw - 1) {
                         __m256i w32 = _mm256_madd_epi16(p16[i][v], ones);
                         t[i][v] = k4 == ppw - 1 ? w32 : _mm256_add_epi32(t[i][v], w32);
+                        KEEP_IN_REGISTER(t[i][v]);
                     }
                 }
             }
@@ -241,9 +249,11 @@ INLINE void kp_tile(const int T, const int RM, const int V, int64_t nb, const kr
                     UNROLL for (int v = 0; v < V; v++) {
                         __m256i m = _mm256_maddubs_epi16(wb, xv[v]);
                         p16[i][v] = k % ppw == 0 ? m : _mm256_add_epi16(p16[i][v], m);
+                        KEEP_IN_REGISTER(p16[i][v]);
                         if (k % ppw == ppw - 1) {
                             __m256i sc = _mm256_set1_epi32(rw[i][b].sc2[k4 / 4]);
                             isum[i][v] = _mm256_add_epi32(isum[i][v], _mm256_madd_epi16(p16[i][v], sc));
+                            KEEP_IN_REGISTER(isum[i][v]);
                         }
                     }
                 }
