@@ -259,6 +259,11 @@ def test_sigterm_drains_then_ends_streams_with_an_error_event(model_path):
         short = clients[3]                                # finished within the drain
         assert short.events[-1] == "[DONE]" and '"finish_reason":"length"' in short.events[-2]
         assert log.count("pygemma: ending POST /v1/completions") == 3, log
+        # the access log says what happened to each: 3 ended by the shutdown; the short one
+        # finished (ended=drained when it was still running as the drain began)
+        posts = re.findall(r"pygemma: POST /v1/completions .*", log)
+        assert len(posts) == 4 and sum("ended=shutdown" in p for p in posts) == 3, log
+        assert not [p for p in posts if "ended=shutdown" not in p and not re.search(r" 200 .*s( ended=drained)?$", p)], log
         assert re.search(r"GET /health 503 ", log), log
     finally:
         if proc.poll() is None:

@@ -124,7 +124,8 @@ class APIKeyMiddleware:
 
 
 class AccessLog:
-    """One stderr line per request: method, path, status, prompt/completion tokens, seconds."""
+    """One stderr line per request: method, path, status, prompt/completion tokens, seconds, and
+    during a shutdown how the request ended (drain.py)."""
 
     def __init__(self, app, enabled=True, out=None):
         self.app, self.enabled, self.out = app, enabled, out
@@ -149,6 +150,9 @@ class AccessLog:
                 tokens = f" prompt={job.stats.prompt_tokens} completion={job.stats.completion_tokens}"
                 if job.stats.cached_tokens:
                     tokens += f" cached={job.stats.cached_tokens}"
+            # during a shutdown: "drained" (finished within the drain) or "shutdown" (ended by it;
+            # a stream's status stays the 200 already sent, its last event is the error)
+            ended = scope.get("state", {}).get("pg_ended")
             line = (f"pygemma: {scope['method']} {scope['path']} {status[0] or 500}{tokens} "
-                    f"{time.perf_counter() - t0:.3f}s")
+                    f"{time.perf_counter() - t0:.3f}s" + (f" ended={ended}" if ended else ""))
             print(line, file=self.out or sys.stderr, flush=True)
