@@ -161,6 +161,7 @@ def test_body_too_large(server, http):
     conn = http_client(server)
     conn.putrequest("POST", CHAT)
     conn.putheader("Authorization", f"Bearer {KEY}")
+    conn.putheader("Content-Type", "application/json")
     conn.putheader("Content-Length", str(10 * LIMIT))
     conn.endheaders()
     r = conn.getresponse()
