@@ -18,6 +18,7 @@ import warnings
 
 from . import __version__
 from .errors import PygemmaError
+from .progress import ProgressLine
 
 SUBCOMMANDS = ("info", "quantize", "synth")
 
@@ -181,18 +182,16 @@ def run_gpu_build(args):
 
 
 class LoadProgress:
-    """Model loading progress as a percentage on one stderr line."""
+    """Model loading progress as a percentage (pygemma/progress.py: one line redrawn on a
+    terminal, a plain line every 10% in a log or pipe)."""
 
     def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.shown = -1
+        self.line = ProgressLine(stream)
 
     def __call__(self, fraction):
-        percent = int(fraction * 100)
-        if percent != self.shown:
-            self.shown = percent
-            self.stream.write(f"\rloading model: {percent:3d}%" + ("\n" if percent >= 100 else ""))
-            self.stream.flush()
+        self.line.update(fraction, f"loading model: {int(fraction * 100):3d}%")
+        if fraction >= 1.0:
+            self.line.finish()
 
 
 def run_cli(args):

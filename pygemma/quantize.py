@@ -17,6 +17,7 @@ import numpy as np
 
 from . import quants
 from .gguf_writer import GGUFWriter, ValueType
+from .progress import ProgressLine
 from .quant_rules import FLOAT_TYPES, FTYPES, mix_name, tensor_types
 
 CHUNK_ELEMENTS = 1 << 22            # rows per work item: about 16 MB of float32
@@ -73,32 +74,31 @@ def _load_imatrix_dat(path):
 
 
 class _Progress:
-    """Per-tensor and total progress on stderr, or a callback(done, total, index, count, name)."""
+    """Per-tensor and total progress on stderr (pygemma/progress.py), or a
+    callback(done, total, index, count, name)."""
 
     def __init__(self, total, count, progress):
         self.total, self.count, self.done = total, count, 0
         self.callback = progress if callable(progress) else None
-        self.enabled = bool(progress) and not self.callback
-        self.t0 = self.last = time.monotonic()
+        self.line = ProgressLine() if progress and not self.callback else None
+        self.t0 = time.monotonic()
 
     def update(self, nbytes, index, name, tensor_done, tensor_total, desc):
         self.done += nbytes
         if self.callback:
             self.callback(self.done, self.total, index, self.count, name)
             return
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and tensor_done < tensor_total):
+        if self.line is None:
             return
-        self.last = now
-        rate = self.done / max(now - self.t0, 1e-9) / 1e6
-        sys.stderr.write(f"\r[{index + 1:4d}/{self.count}] {name:<32.32} {desc:<14} "
+        rate = self.done / max(time.monotonic() - self.t0, 1e-9) / 1e6
+        self.line.update(self.done / max(self.total, 1),
+                         f"[{index + 1:4d}/{self.count}] {name:<32.32} {desc:<14} "
                          f"{100 * tensor_done / max(tensor_total, 1):3.0f}% | total "
-                         f"{100 * self.done / max(self.total, 1):5.1f}% {rate:7.1f} MB/s ")
-        sys.stderr.flush()
+                         f"{100 * self.done / max(self.total, 1):5.1f}% {rate:7.1f} MB/s")
 
     def finish(self):
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self.line is not None:
+            self.line.finish()
 
 
 def quantize_file(src, dst, ftype, n_threads=None, progress=True, imatrix=None, pure=False):

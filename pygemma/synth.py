@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .gguf_writer import GGUFWriter, tensor_nbytes
+from .progress import ProgressLine
 from .quant_rules import FTYPES, mix_name, tensor_types
 
 # name -> architecture hyper-parameters (those of the released checkpoints)
@@ -213,18 +214,16 @@ def _tensor_chunks(pool, n_threads, gtype, shape, sigma, seed, index):
 
 class _Progress:
     def __init__(self, total, enabled):
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.t0 = self.last = time.monotonic()
+        self.total, self.done = total, 0
+        self.line = ProgressLine() if enabled else None
+        self.t0 = time.monotonic()
 
     def add(self, n, what):
         self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.25 or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-9) / 1e6
-            sys.stderr.write(f"\r{100 * self.done / self.total:5.1f}%  {self.done / 1e9:6.2f} / "
-                             f"{self.total / 1e9:.2f} GB  {rate:7.1f} MB/s  {what:<32.32}")
-            sys.stderr.flush()
+        if self.line is not None:
+            rate = self.done / max(time.monotonic() - self.t0, 1e-9) / 1e6
+            self.line.update(self.done / self.total, f"{100 * self.done / self.total:5.1f}%  {self.done / 1e9:6.2f} / "
+                                                     f"{self.total / 1e9:.2f} GB  {rate:7.1f} MB/s  {what:<32.32}")
 
     def counted(self, chunks, what):
         for c in chunks:
@@ -232,8 +231,8 @@ class _Progress:
             yield c
 
     def finish(self):
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self.line is not None:
+            self.line.finish()
 
 
 def write_synthetic(path, shape="2b", mix="Q4_0", seed=0, n_threads=None, progress=True,

@@ -1,4 +1,5 @@
 """The `pygemma` command line: --cli completions, subcommands and error exits."""
+import io
 import os
 import subprocess
 import sys
@@ -72,15 +73,58 @@ def test_version_and_help():
     assert r.returncode == 0 and "--cli" in r.stdout
 
 
-def test_loading_progress_on_one_line(model_path):
+def test_loading_progress_in_a_pipe_is_plain_lines(model_path):
+    """In a log or a pipe: one plain line per 10% (no carriage returns piling up)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "pygemma", "-m", model_path, "--cli", "-p", "hi", "-n", "1",
                         "-c", "64"], capture_output=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    line = next(ln for ln in r.stderr.decode().split("\n") if "loading model:" in ln)
-    shown = [int(part.split("%")[0]) for part in line.split("\rloading model:")[1:]]
-    assert shown[0] == 0 and shown[-1] == 100 and len(shown) >= 10
+    err = r.stderr.decode()
+    assert "\r" not in err
+    shown = [int(ln.split("loading model:")[1].strip().rstrip("%")) for ln in err.split("\n")
+             if ln.startswith("loading model:")]
+    assert shown[0] == 0 and shown[-1] == 100 and 10 <= len(shown) <= 12
     assert shown == sorted(shown)
+
+
+def test_loading_progress_on_a_terminal_is_one_line(model_path, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = pexpect.spawn(sys.executable, ["-m", "pygemma", "-m", model_path, "--cli", "-p", "hi", "-n", "1",
+                                           "-c", "64"], env=env, cwd=ROOT, timeout=120)
+    child.expect(pexpect.EOF)
+    text = child.before.decode()
+    line = next(ln for ln in text.split("\n") if "loading model:" in ln)
+    shown = [int(part.split("%")[0]) for part in line.split("\rloading model:")[1:]]
+    assert shown[0] == 0 and shown[-1] == 100 and shown == sorted(shown)
+
+
+def test_progress_line_modes():
+    from pygemma.progress import ProgressLine
+
+    class Stream(io.StringIO):
+        def __init__(self, tty):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    plain = Stream(False)
+    line = ProgressLine(plain, step=25)
+    for k in range(101):
+        line.update(k / 100, f"work {k}%")
+    line.finish()
+    assert plain.getvalue() == "work 0%\nwork 25%\nwork 50%\nwork 75%\nwork 100%\n"
+    tty = Stream(True)
+    line = ProgressLine(tty, interval=0)
+    line.update(0.0, "long text 0%")
+    line.update(1.0, "x 100%")
+    line.finish()
+    assert tty.getvalue() == "\rlong text 0%\rx 100%      \n"      # the shorter line blanks the rest
+    quiet = Stream(True)
+    ProgressLine(quiet).finish()
+    assert quiet.getvalue() == ""
 
 
 def test_load_progress_callback(model_path):

@@ -5,9 +5,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 from ..errors import GPUBuildError, GPUError
+from ..progress import ProgressLine
 
 STATUS = re.compile(r"^\[(\d+)/(\d+)\] ")
 TAIL_LINES = 60
@@ -29,22 +29,19 @@ def ninja_binary():
 
 
 class Progress:
-    """`compiling GPU library (cuda sm_80+sm_90, cublas):  40%` on one line of `out`."""
+    """`compiling GPU library (cuda sm_80+sm_90, cublas):  40% [2/5]` on `out` (one line redrawn
+    on a terminal, plain lines in a log; pygemma/progress.py)."""
 
     def __init__(self, label, out=None):
-        self.label, self.out, self.shown = label, out or sys.stderr, False
+        self.label, self.line = label, ProgressLine(out)
 
     def __call__(self, done, total):
         pct = 100 * done // total if total else 100
-        self.out.write(f"\rcompiling GPU library ({self.label}): {pct:3d}% [{done}/{total}]")
-        self.out.flush()
-        self.shown = True
+        self.line.update(done / total if total else 1.0,
+                         f"compiling GPU library ({self.label}): {pct:3d}% [{done}/{total}]")
 
     def end(self):
-        if self.shown:
-            self.out.write("\n")
-            self.out.flush()
-            self.shown = False
+        self.line.finish()
 
 
 def run_ninja(build_dir, jobs=None, progress=None, keep_fds=()):
