@@ -259,10 +259,10 @@ def _list_option(value):
 def exposure_warning(host, port, has_key):
     """The lines that say loudly that a keyless server listens beyond this machine (none for a
     loopback address or with a key)."""
-    from .server.middleware import is_loopback_host
+    from .server.middleware import ALL_INTERFACES, is_loopback_host
     if has_key or is_loopback_host(host):
         return []
-    where = "every network interface" if host in ("0.0.0.0", "::", "") else "a network address"
+    where = "every network interface" if host in ALL_INTERFACES else "a network address"
     rule = "pygemma: WARNING " + "=" * 62
     return [rule,
             f"pygemma: WARNING: listening on {host}:{port} ({where}) WITHOUT an API key:",

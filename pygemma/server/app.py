@@ -21,7 +21,7 @@ from . import generate, validate, web
 from .chat_prompt import PromptBuilder
 from .drain import AdmissionGate
 from .errors import APIError, JSONResponse, bad_request, error_body
-from .middleware import AccessLog, APIKeyMiddleware, HostCheck, is_loopback_host
+from .middleware import ALL_INTERFACES, AccessLog, APIKeyMiddleware, HostCheck, is_loopback_host
 from .scheduler import Scheduler
 
 DEFAULT_BODY_LIMIT = 8 << 20
@@ -95,7 +95,7 @@ def host_allowlist(host, allowed_hosts=None):
     allowed = [h.strip() for h in allowed_hosts or () if h.strip()]
     if "*" in allowed or (not allowed and not is_loopback_host(host)):
         return None
-    if not is_loopback_host(host) and host not in ("0.0.0.0", "::", ""):
+    if not is_loopback_host(host) and host not in ALL_INTERFACES:
         allowed.append(host)            # the address it listens on
     return allowed
 

@@ -22,14 +22,30 @@ def _json_response(status, body, headers=()):
     return start, {"type": "http.response.body", "body": data}
 
 
-def is_loopback_host(host):
-    """True when listening on `host` (a --host value: address or name) only accepts
-    connections from this machine."""
-    name = host.strip("[]").lower().rstrip(".")
+# --host values that mean every interface
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def is_loopback_name(name):
+    """localhost (RFC 6761: browsers resolve *.localhost to loopback themselves) or a
+    loopback address: names no DNS answer can point elsewhere."""
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_host(host):
+    """True when listening on `host` (a --host value: address or name) only accepts
+    connections from this machine."""
+    name = host.strip("[]").lower().rstrip(".")
+    if is_loopback_name(name):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return False                    # an address, not a loopback one
     except ValueError:
         pass
     try:
@@ -49,17 +65,6 @@ def host_name(header):
     None when it is no valid Host header."""
     m = _HOST_HEADER.fullmatch(header)
     return m and m.group(1).strip("[]").lower().rstrip(".")
-
-
-def is_loopback_name(name):
-    """localhost (RFC 6761: browsers resolve *.localhost to loopback themselves) or a
-    loopback address: names no DNS answer can point elsewhere."""
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class HostCheck:
